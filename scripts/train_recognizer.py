@@ -1,0 +1,49 @@
+"""Train a shipped recognizer on FER+ train (labels: fer2013new.csv, majority protocol).
+
+    python scripts/train_recognizer.py --arch vgg --width 24 --epochs 28 \
+        --out src/emocloak/recognizers/weights/cnn.pt
+
+Writes the weights, a .json with the config and per-epoch validation accuracy,
+and the FER+ test accuracy at the end. Resumes from OUT.ckpt if interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from emocloak.data.ferplus import load_ferplus
+from emocloak.training import TrainConfig, accuracy, train
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/ferplus")
+    p.add_argument("--arch", default="vgg")
+    p.add_argument("--width", type=int, default=24)
+    p.add_argument("--epochs", type=int, default=28)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args()
+    cfg = TrainConfig(arch=a.arch, width=a.width, epochs=a.epochs, lr=a.lr, seed=a.seed, threads=a.threads)
+    t0 = time.time()
+    tr, va, te = (load_ferplus(a.data, s) for s in ("train", "valid", "test"))
+    model = train(cfg, tr, va, a.out)
+    meta = json.loads(a.out.with_suffix(".json").read_text())
+    meta.update(
+        test_acc=accuracy(model, te),
+        valid_acc=accuracy(model, va),
+        wall_seconds=time.time() - t0,
+        data="FER+ train (fer2013new.csv, majority protocol)",
+        command=" ".join(["python", *__import__("sys").argv]),
+    )
+    a.out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    print(f"FER+ test accuracy {meta['test_acc']:.4f} (valid {meta['valid_acc']:.4f}), {meta['wall_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The one recognizer interface that attacks, defences and metrics talk to.
+
+A recognizer owns its whole pipeline: find the face, crop a square, convert to
+gray, resize, normalise, classify. Two entry points:
+
+* `predict_proba(images)`: photos (or pre-cropped faces) of any size in,
+  probabilities over `LABELS` out. What users and black-box attacks see.
+* `logits(crops)`: a differentiable path from the RGB pixels of fixed face crops
+  (N, 3, H, W) in [0, 1] to logits over `LABELS`, and `features(crops)` to the
+  penultimate layer. What white-box and feature-space attacks use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emocloak.data.images import ImageLike, as_rgb
+from emocloak.errors import NoFaceError
+from emocloak.faces.detect import Box, crop, detect_faces, square_box
+from emocloak.labels import LABELS, canonical
+
+# Logit given to a canonical class the model cannot predict: softmax gives exactly 0, gradients stay finite.
+MISSING_LOGIT = -1e4
+GRAY = (0.299, 0.587, 0.114)  # ITU-R 601, as OpenCV and PIL
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face found in a photo: the detector's box and the square crop box the model sees."""
+
+    box: Box
+    crop_box: Box
+
+
+Detector = Callable[[np.ndarray], list[Box]]
+
+
+def dlib_faces(image: np.ndarray) -> list[Face]:
+    return [Face(b, square_box(b, image.shape)) for b in detect_faces(image)]
+
+
+class Recognizer:
+    """A face-emotion classifier behind the common interface (see module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        class_names: Sequence[str],
+        input_size: int,
+        find_faces: Callable[[np.ndarray], list[Face]] = dlib_faces,
+        antialias: bool = True,
+    ) -> None:
+        self.name = name
+        self.model = model.eval()
+        self.input_size = input_size
+        self.find_faces = find_faces
+        self.antialias = antialias
+        # model output column -> canonical column, by name
+        self._index = torch.tensor([LABELS.index(canonical(c)) for c in class_names])
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def __repr__(self) -> str:
+        return f"Recognizer({self.name!r}, input {self.input_size}x{self.input_size} gray)"
+
+    # --- differentiable path -------------------------------------------------
+    def to_input(self, crops: torch.Tensor) -> torch.Tensor:
+        """RGB crops (N, 3, H, W) in [0, 1] -> the model's gray input (N, 1, S, S)."""
+        w = torch.tensor(GRAY, dtype=crops.dtype, device=crops.device).view(1, 3, 1, 1)
+        gray = (crops * w).sum(1, keepdim=True)
+        s = self.input_size
+        if gray.shape[-2:] != (s, s):
+            down = gray.shape[-1] > s
+            gray = F.interpolate(
+                gray, size=(s, s), mode="bilinear", align_corners=False, antialias=self.antialias and down
+            )
+        return gray
+
+    def _to_canonical(self, out: torch.Tensor) -> torch.Tensor:
+        full = out.new_full((out.shape[0], len(LABELS)), MISSING_LOGIT)
+        return full.index_copy(1, self._index.to(out.device), out)
+
+    def logits(self, crops: torch.Tensor) -> torch.Tensor:
+        """Differentiable: RGB face crops in [0, 1] -> logits over LABELS."""
+        return self._to_canonical(self.model(self.to_input(crops)))
+
+    def features(self, crops: torch.Tensor) -> torch.Tensor:
+        """Differentiable: RGB face crops in [0, 1] -> penultimate features."""
+        return self.model.features(self.to_input(crops))
+
+    # --- photo path ----------------------------------------------------------
+    def faces(self, image: ImageLike) -> list[Face]:
+        """All faces this recognizer's own detector finds in a photo, largest first."""
+        return self.find_faces(as_rgb(image))
+
+    def face_crop(self, image: ImageLike, detect: bool = True, source: str = "image") -> tuple[np.ndarray, Box]:
+        """The RGB crop this recognizer classifies (largest face) and its box in the photo."""
+        rgb = as_rgb(image, source)
+        if not detect:
+            return rgb, Box(0, 0, rgb.shape[1], rgb.shape[0])
+        faces = self.find_faces(rgb)
+        if not faces:
+            raise NoFaceError(source)
+        return crop(rgb, faces[0].crop_box), faces[0].crop_box
+
+    def prepare(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 crops of any sizes -> model input batch (N, 1, S, S)."""
+        return (
+            torch.cat([self.to_input(to_tensor(c)) for c in crops])
+            if crops
+            else torch.zeros(0, 1, self.input_size, self.input_size)
+        )
+
+    @torch.no_grad()
+    def predict_crops(self, crops: Sequence[np.ndarray], batch: int = 256) -> np.ndarray:
+        x = self.prepare(crops)
+        out = [self._to_canonical(self.model(x[i : i + batch])).softmax(1) for i in range(0, len(x), batch)]
+        return torch.cat(out).numpy() if out else np.zeros((0, len(LABELS)), np.float32)
+
+    def predict_proba(
+        self, images: Sequence[ImageLike], detect: bool = True, names: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """(N, len(LABELS)) probabilities; raises NoFaceError naming the first photo without a face."""
+        names = names or [f"image {i}" for i in range(len(images))]
+        crops = [self.face_crop(im, detect, n)[0] for im, n in zip(images, names, strict=True)]
+        return self.predict_crops(crops)
+
+    def predict_faces(self, image: ImageLike, source: str = "image") -> list[tuple[Face, np.ndarray]]:
+        """Every face in a photo with its probabilities, largest first; NoFaceError if there is none."""
+        rgb = as_rgb(image, source)
+        faces = self.find_faces(rgb)
+        if not faces:
+            raise NoFaceError(source)
+        probs = self.predict_crops([crop(rgb, f.crop_box) for f in faces])
+        return list(zip(faces, probs, strict=True))
+
+    def predict(self, images: Sequence[ImageLike], detect: bool = True) -> list[str]:
+        return [LABELS[i] for i in self.predict_proba(images, detect).argmax(1)]
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).float().div(255.0)

@@ -1,0 +1,63 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+
+def run(*args):
+    """Run the real console entry point, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-c", "from emocloak.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_predict_demo_json():
+    r = run("predict", "--demo", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["recognizer"] == "cnn" and len(out["faces"]) == 1
+    assert out["faces"][0]["emotion"] in out["faces"][0]["probabilities"]
+
+
+def test_help_lists_commands():
+    r = run("--help")
+    assert r.returncode == 0 and "predict" in r.stdout
+
+
+def test_bad_inputs_give_one_clear_line_and_nonzero_exit(tmp_path):
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    Image.fromarray(np.full((64, 64, 3), 100, np.uint8)).save(tmp_path / "wall.png")
+    (tmp_path / "empty").mkdir()
+    cases = [
+        ((str(tmp_path / "notes.jpg"),), "not an image"),
+        ((str(tmp_path / "wall.png"),), "no face found in"),
+        ((str(tmp_path / "empty"),), "no image files"),
+        ((str(tmp_path / "missing.jpg"),), "no such file"),
+        (("--demo", "-r", "bogus"), "unknown recognizer"),
+    ]
+    for args, message in cases:
+        r = run("predict", *args)
+        assert r.returncode != 0, args
+        assert message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_one_bad_file_does_not_lose_the_batch(tmp_path):
+    from emocloak import sample_photo_path
+
+    (tmp_path / "a_bad.jpg").write_text("junk")
+    (tmp_path / "b_good.jpg").write_bytes(sample_photo_path().read_bytes())
+    r = run("predict", str(tmp_path), "--json")
+    assert r.returncode == 1 and "a_bad.jpg" in r.stderr
+    assert [f["photo"].endswith("b_good.jpg") for f in json.loads(r.stdout)["faces"]] == [True]
+
+
+def test_huge_photo_is_handled_with_a_clear_message(tmp_path):
+    p = tmp_path / "huge.jpg"
+    Image.new("RGB", (10000, 10000), (120, 130, 140)).save(p, quality=50)
+    r = run("predict", str(p))
+    assert r.returncode == 2 and "no face found in" in r.stderr and "Traceback" not in r.stderr

