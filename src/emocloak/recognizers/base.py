@@ -125,12 +125,29 @@ class Recognizer:
         return torch.cat(out).numpy() if out else np.zeros((0, len(LABELS)), np.float32)
 
     def predict_proba(
-        self, images: Sequence[ImageLike], detect: bool = True, names: Sequence[str] | None = None
+        self,
+        images: Sequence[ImageLike],
+        detect: bool = True,
+        names: Sequence[str] | None = None,
+        on_no_face: str = "raise",
     ) -> np.ndarray:
-        """(N, len(LABELS)) probabilities; raises NoFaceError naming the first photo without a face."""
+        """(N, len(LABELS)) probabilities of the largest face in each image.
+
+        A photo without a face raises NoFaceError naming it, or, with on_no_face="nan",
+        gets a row of NaN so that batch evaluations keep going and count it.
+        """
         names = names or [f"image {i}" for i in range(len(images))]
-        crops = [self.face_crop(im, detect, n)[0] for im, n in zip(images, names, strict=True)]
-        return self.predict_crops(crops)
+        crops, found = [], []
+        for i, (im, n) in enumerate(zip(images, names, strict=True)):
+            try:
+                crops.append(self.face_crop(im, detect, n)[0])
+                found.append(i)
+            except NoFaceError:
+                if on_no_face == "raise":
+                    raise
+        probs = np.full((len(images), len(LABELS)), np.nan, np.float32)
+        probs[found] = self.predict_crops(crops)
+        return probs
 
     def predict_faces(self, image: ImageLike, source: str = "image") -> list[tuple[Face, np.ndarray]]:
         """Every face in a photo with its probabilities, largest first; NoFaceError if there is none."""

@@ -1,0 +1,158 @@
+"""The attack interface: photos in, adversarial photos plus per-image bookkeeping out.
+
+Success is always judged the way a user meets it: the adversarial photo, rounded
+to uint8, is read again through the recognizer's whole pipeline (face detection
+included). Untargeted success = the prediction leaves the clean prediction;
+targeted success = the prediction equals the target. A face that is no longer
+found counts as "no face", reported apart from success.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from emocloak.data.images import as_rgb
+from emocloak.errors import EmocloakError, NoFaceError
+from emocloak.faces.detect import Box
+from emocloak.recognizers.base import Recognizer, to_tensor
+
+
+@dataclass
+class AttackOutput:
+    """Adversarial images (same sizes as the inputs) and one record per image."""
+
+    images: list[np.ndarray]
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean([r["success"] for r in self.records])) if self.records else float("nan")
+
+
+def predictions(rec: Recognizer, images: Sequence[np.ndarray], detect: bool) -> np.ndarray:
+    """Predicted label index per image; -1 where no face is found."""
+    probs = rec.predict_proba(images, detect=detect, on_no_face="nan")
+    return np.where(np.isnan(probs).any(1), -1, np.nan_to_num(probs).argmax(1))
+
+
+class Attack(ABC):
+    """Base class: subclasses implement `perturb`; `__call__` does the timing and the judging."""
+
+    name = "attack"
+
+    def __init__(self, seed: int | None = 0) -> None:
+        self.seed = seed
+
+    def params(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.params().items())})"
+
+    @abstractmethod
+    def perturb(
+        self, rec: Recognizer, images: list[np.ndarray], clean: np.ndarray, target: int | None, detect: bool
+    ) -> tuple[list[np.ndarray], list[int]]:
+        """Adversarial uint8 images and the recognizer queries each one cost."""
+
+    def __call__(
+        self,
+        rec: Recognizer,
+        images: Sequence[np.ndarray],
+        target: int | None = None,
+        detect: bool = True,
+        labels: Sequence[int] | None = None,
+    ) -> AttackOutput:
+        images = [as_rgb(im) for im in images]
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
+        clean = predictions(rec, images, detect)
+        t0 = time.perf_counter()
+        adv, queries = self.perturb(rec, images, clean, target, detect)
+        seconds = (time.perf_counter() - t0) / max(1, len(images))
+        after = predictions(rec, adv, detect)
+        out = AttackOutput(adv)
+        for i, (b, a) in enumerate(zip(clean, after, strict=True)):
+            ok = (a == target) if target is not None else (a != b and a >= 0)
+            out.records.append(
+                {
+                    "index": i,
+                    "pred_before": int(b),
+                    "pred_after": int(a),
+                    "label": None if labels is None else int(labels[i]),
+                    "success": bool(ok and b >= 0),
+                    "face_lost": bool(a < 0 <= b),
+                    "queries": int(queries[i]),
+                    "seconds": seconds,
+                }
+            )
+        return out
+
+
+def paste(image: np.ndarray, box: Box, patch: np.ndarray) -> np.ndarray:
+    """Write a crop back into the photo, dropping the parts of `box` that lie outside it."""
+    out = image.copy()
+    h, w = image.shape[:2]
+    top, left = max(0, box.top), max(0, box.left)
+    bottom, right = min(h, box.bottom), min(w, box.right)
+    out[top:bottom, left:right] = patch[top - box.top : bottom - box.top, left - box.left : right - box.left]
+    return out
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
+    return (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+
+
+class CropAttack(Attack):
+    """White-box attacks: craft on the face crop through `rec.logits`, then paste into the photo.
+
+    Crops of equal size are batched (all FER+ faces are 48x48); photos' crops differ in
+    size and go one by one.
+    """
+
+    batch_size = 128
+
+    @abstractmethod
+    def craft(self, rec: Recognizer, x: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+        """Adversarial crops for a batch x (N, 3, H, W) in [0, 1]; y = label to leave or to reach."""
+
+    @property
+    def queries_per_image(self) -> int:
+        return 1
+
+    def perturb(self, rec, images, clean, target, detect):
+        crops: list[np.ndarray | None] = []
+        boxes: list[Box | None] = []
+        for im in images:
+            try:
+                c, b = rec.face_crop(im, detect)
+            except NoFaceError:
+                c, b = None, None
+            crops.append(c)
+            boxes.append(b)
+        adv = list(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, c in enumerate(crops):
+            if c is not None:
+                groups.setdefault(c.shape, []).append(i)
+        for idx in groups.values():
+            for s in range(0, len(idx), self.batch_size):
+                chunk = idx[s : s + self.batch_size]
+                x = torch.cat([to_tensor(crops[i]) for i in chunk])
+                goal = clean[chunk] if target is None else np.full(len(chunk), target)
+                x_adv = self.craft(rec, x, torch.as_tensor(goal, dtype=torch.long), target is not None)
+                for j, i in enumerate(chunk):
+                    adv[i] = paste(images[i], boxes[i], to_uint8(x_adv[j : j + 1]))
+        queries = [self.queries_per_image if c is not None else 0 for c in crops]
+        return adv, queries
+
+
+class AttackSpecError(EmocloakError, ValueError):
+    """An attack spec string that names no attack or has bad parameters."""

@@ -1,0 +1,111 @@
+"""Attack spec strings for the CLI: `name[:key=value,...]`, e.g. `pgd:eps=8,steps=20,norm=2`.
+
+L-inf budgets (eps, alpha) are given in 1/255 units, as papers quote them; L2
+budgets in [0, 1] pixel units on the face crop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from emocloak.attacks.base import Attack, AttackSpecError
+from emocloak.attacks.evasion.fgsm import FGSM
+from emocloak.attacks.evasion.pgd import PGD
+
+MAX_LINF = 64  # /255: beyond this nothing is "imperceptible" any more
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    build: Callable[..., Attack]
+    params: dict[str, str]  # name -> help
+
+
+def _linf(v: float, key: str) -> float:
+    if not 0 < v <= MAX_LINF:
+        raise AttackSpecError(f"{key}={v} out of range: L-inf budgets are in 1/255 units, 0 < {key} <= {MAX_LINF}")
+    return v / 255
+
+
+def _pgd(
+    eps: float = 8,
+    steps: int = 20,
+    alpha: float | None = None,
+    norm: str = "inf",
+    random_start: bool = True,
+    seed: int = 0,
+) -> PGD:
+    norm = str(norm)
+    if norm not in ("inf", "2"):
+        raise AttackSpecError(f"norm={norm} invalid; valid: inf, 2")
+    if steps < 1:
+        raise AttackSpecError("steps must be at least 1")
+    if norm == "inf":
+        eps = _linf(eps, "eps")
+        alpha = None if alpha is None else _linf(alpha, "alpha")
+    elif not 0 < eps <= 100:
+        raise AttackSpecError(f"eps={eps} out of range for L2: 0 < eps <= 100 ([0, 1] pixel units)")
+    return PGD(eps=eps, steps=steps, alpha=alpha, norm=norm, random_start=random_start, seed=seed)
+
+
+def _fgsm(eps: float = 8, seed: int = 0) -> FGSM:
+    return FGSM(eps=_linf(eps, "eps"), seed=seed)
+
+
+ATTACKS: dict[str, AttackInfo] = {
+    "fgsm": AttackInfo(_fgsm, {"eps": "L-inf budget in /255 (default 8)"}),
+    "pgd": AttackInfo(
+        _pgd,
+        {
+            "eps": "budget: /255 for norm=inf (default 8), [0,1] units for norm=2",
+            "steps": "iterations (default 20)",
+            "alpha": "step size, same units as eps (default 2.5*eps/steps)",
+            "norm": "inf or 2 (default inf)",
+            "random_start": "true/false (default true)",
+        },
+    ),
+}
+
+
+def register(name: str, info: AttackInfo) -> None:
+    """Add an attack (the cloak modules call this) so that the CLI and evaluate can name it."""
+    ATTACKS[name] = info
+
+
+def _value(text: str) -> object:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def describe() -> str:
+    return "; ".join(f"{n} ({', '.join(i.params)})" for n, i in ATTACKS.items())
+
+
+def make_attack(spec: str, seed: int | None = None) -> Attack:
+    """Build an attack from `name[:key=value,...]`; errors list what is valid."""
+    name, _, rest = spec.strip().partition(":")
+    if name not in ATTACKS:
+        raise AttackSpecError(f"unknown attack {name!r}; valid: {describe()}")
+    info = ATTACKS[name]
+    kwargs: dict[str, object] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise AttackSpecError(f"{spec!r}: expected key=value, got {item!r}")
+        if key not in info.params and key != "seed":
+            raise AttackSpecError(f"{name} has no parameter {key!r}; valid: {', '.join(info.params)}, seed")
+        kwargs[key] = _value(val)
+    if seed is not None:
+        kwargs.setdefault("seed", seed)
+    try:
+        return info.build(**kwargs)
+    except TypeError as exc:
+        raise AttackSpecError(f"{spec!r}: {exc}") from exc

@@ -1,0 +1,137 @@
+"""`emocloak evaluate`: attack a recognizer on a dataset and measure everything users ask about.
+
+One run = one recognizer, one attack (optionally targeted), optionally a channel and
+transfer recognizers. Returns a JSON-ready report: a summary and one record per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from emocloak.attacks import Attack
+from emocloak.attacks.base import predictions
+from emocloak.channel import Channel
+from emocloak.data.datasets import PhotoSet, load_dataset
+from emocloak.data.ferplus import FaceSet
+from emocloak.data.images import load_rgb
+from emocloak.errors import NoFaceError
+from emocloak.labels import LABELS
+from emocloak.metrics.classification import confusion
+from emocloak.metrics.perceptual import image_distances
+from emocloak.metrics.robustness import describe, success, summarise
+from emocloak.recognizers.base import Recognizer
+
+
+@dataclass
+class Samples:
+    """What an evaluation runs on: RGB images, labels, names, and whether faces must be found."""
+
+    images: list[np.ndarray]
+    labels: np.ndarray
+    names: list[str]
+    detect: bool
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def load_samples(path: str | Path, split: str | None = "test", limit: int | None = None, seed: int = 0) -> Samples:
+    """A dataset as RGB images; `limit` draws a seeded random subset (sorted, so runs are comparable)."""
+    data = load_dataset(path, split)
+    idx = np.arange(len(data))
+    if limit is not None and limit < len(data):
+        idx = np.sort(np.random.default_rng(seed).choice(len(data), limit, replace=False))
+    if isinstance(data, FaceSet):
+        sub = data.subset(idx)
+        images = [np.repeat(f[..., None], 3, 2) if f.ndim == 2 else f for f in sub.images]
+        return Samples(images, sub.labels, sub.names, detect=False, source=str(path))
+    assert isinstance(data, PhotoSet)
+    sub = data.subset(idx)
+    images = [load_rgb(p) for p in sub.paths]
+    return Samples(images, sub.labels, [str(p) for p in sub.paths], detect=True, source=str(path))
+
+
+def _face_box(rec: Recognizer, image: np.ndarray, detect: bool):
+    try:
+        return rec.face_crop(image, detect)[1]
+    except NoFaceError:
+        return None
+
+
+def evaluate(
+    samples: Samples,
+    rec: Recognizer,
+    attack: Attack,
+    target: int | None = None,
+    transfer: Sequence[Recognizer] = (),
+    channel: Channel | None = None,
+    chunk: int = 32,
+    progress: bool = True,
+) -> tuple[dict, list[np.ndarray]]:
+    """Run the attack in chunks and measure; returns (report, adversarial images)."""
+    channel = channel or Channel()
+    n = len(samples.images)
+    adv, records = [], []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{attack.name} on {rec.name}", total=n)
+        for s in range(0, n, chunk):
+            out = attack(rec, samples.images[s : s + chunk], target, samples.detect, samples.labels[s : s + chunk])
+            for r in out.records:
+                r["index"] += s
+            adv += out.images
+            records += out.records
+            bar.advance(task, len(out.images))
+    labels = samples.labels
+    clean = np.array([r["pred_before"] for r in records])
+    after = np.array([r["pred_after"] for r in records])
+    for r, name, orig, a in zip(records, samples.names, samples.images, adv, strict=True):
+        r["name"] = name
+        r.update(image_distances(orig, a, _face_box(rec, orig, samples.detect)))
+    summary = {
+        "recognizer": rec.name,
+        "attack": repr(attack),
+        "target": None if target is None else LABELS[target],
+        "n": n,
+        "detect_faces": samples.detect,
+        **summarise(labels, clean, after, target),
+        "ssim": describe([r["ssim"] for r in records]),
+        "ssim_face": describe([r.get("ssim_face", float("nan")) for r in records]),
+        "psnr": describe([r["psnr"] for r in records]),
+        "linf": describe([r["linf"] for r in records]),
+        "l2": describe([r["l2"] for r in records]),
+        "queries": describe([r["queries"] for r in records]),
+        "seconds_per_image": describe([r["seconds"] for r in records]),
+        "confusion": {"clean": confusion(labels, clean).tolist(), "attacked": confusion(labels, after).tolist()},
+    }
+    if channel:
+        ch_clean = predictions(rec, [channel(im) for im in samples.images], samples.detect)
+        ch_after = predictions(rec, [channel(im) for im in adv], samples.detect)
+        for r, c, a in zip(records, ch_clean, ch_after, strict=True):
+            r["channel_pred_before"], r["channel_pred_after"] = int(c), int(a)
+        summary["channel"] = {
+            "spec": str(channel),
+            **summarise(labels, ch_clean, ch_after, target),
+            "confusion": confusion(labels, ch_after).tolist(),
+        }
+    summary["transfer"] = {t.name: _transfer(t, samples, adv, target, channel, records) for t in transfer}
+    return {"summary": summary, "records": records}, adv
+
+
+def _transfer(
+    rec: Recognizer, samples: Samples, adv: list[np.ndarray], target: int | None, channel: Channel, records: list[dict]
+) -> dict:
+    """The same cloaked images read by a recognizer the attack never used."""
+    clean = predictions(rec, samples.images, samples.detect)
+    after = predictions(rec, adv, samples.detect)
+    for r, c, a in zip(records, clean, after, strict=True):
+        r.setdefault("transfer", {})[rec.name] = {"pred_before": int(c), "pred_after": int(a)}
+    out = summarise(samples.labels, clean, after, target)
+    if channel:
+        ch_after = predictions(rec, [channel(im) for im in adv], samples.detect)
+        ch_clean = predictions(rec, [channel(im) for im in samples.images], samples.detect)
+        out["channel_success_rate"] = float(success(ch_after, ch_clean, target).mean())
+    return out
