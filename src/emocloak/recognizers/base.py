@@ -12,6 +12,8 @@ gray, resize, normalise, classify. Two entry points:
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,6 +66,7 @@ class Recognizer:
         self.antialias = antialias
         # model output column -> canonical column, by name
         self._index = torch.tensor([LABELS.index(canonical(c)) for c in class_names])
+        self._face_cache: OrderedDict[bytes, list[Face]] = OrderedDict()
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -97,15 +100,24 @@ class Recognizer:
 
     # --- photo path ----------------------------------------------------------
     def faces(self, image: ImageLike) -> list[Face]:
-        """All faces this recognizer's own detector finds in a photo, largest first."""
-        return self.find_faces(as_rgb(image))
+        """All faces this recognizer's own detector finds in a photo, largest first.
+
+        Memoised on the pixels: evaluations read the same clean photo many times.
+        """
+        rgb = as_rgb(image)
+        key = hashlib.blake2b(rgb.tobytes(), digest_size=16, person=bytes(str(rgb.shape), "ascii")[:16]).digest()
+        if key not in self._face_cache:
+            self._face_cache[key] = self.find_faces(rgb)
+            if len(self._face_cache) > 2048:
+                self._face_cache.popitem(last=False)
+        return self._face_cache[key]
 
     def face_crop(self, image: ImageLike, detect: bool = True, source: str = "image") -> tuple[np.ndarray, Box]:
         """The RGB crop this recognizer classifies (largest face) and its box in the photo."""
         rgb = as_rgb(image, source)
         if not detect:
             return rgb, Box(0, 0, rgb.shape[1], rgb.shape[0])
-        faces = self.find_faces(rgb)
+        faces = self.faces(rgb)
         if not faces:
             raise NoFaceError(source)
         return crop(rgb, faces[0].crop_box), faces[0].crop_box
@@ -152,7 +164,7 @@ class Recognizer:
     def predict_faces(self, image: ImageLike, source: str = "image") -> list[tuple[Face, np.ndarray]]:
         """Every face in a photo with its probabilities, largest first; NoFaceError if there is none."""
         rgb = as_rgb(image, source)
-        faces = self.find_faces(rgb)
+        faces = self.faces(rgb)
         if not faces:
             raise NoFaceError(source)
         probs = self.predict_crops([crop(rgb, f.crop_box) for f in faces])
