@@ -90,7 +90,9 @@ def evaluate(
     after = np.array([r["pred_after"] for r in records])
     for r, name, orig, a in zip(records, samples.names, samples.images, adv, strict=True):
         r["name"] = name
-        r.update(image_distances(orig, a, _face_box(rec, orig, samples.detect)))
+        if r["pred_before"] >= 0:  # an image with no face was left as it was: keep it out of the quality stats
+            r.update(image_distances(orig, a, _face_box(rec, orig, samples.detect)))
+    cloaked = [r for r in records if r["pred_before"] >= 0]
     summary = {
         "recognizer": rec.name,
         "attack": repr(attack),
@@ -98,11 +100,11 @@ def evaluate(
         "n": n,
         "detect_faces": samples.detect,
         **summarise(labels, clean, after, target),
-        "ssim": describe([r["ssim"] for r in records]),
-        "ssim_face": describe([r.get("ssim_face", float("nan")) for r in records]),
-        "psnr": describe([r["psnr"] for r in records]),
-        "linf": describe([r["linf"] for r in records]),
-        "l2": describe([r["l2"] for r in records]),
+        "ssim": describe([r["ssim"] for r in cloaked]),
+        "ssim_face": describe([r.get("ssim_face", float("nan")) for r in cloaked]),
+        "psnr": describe([r["psnr"] for r in cloaked]),
+        "linf": describe([r["linf"] for r in cloaked]),
+        "l2": describe([r["l2"] for r in cloaked]),
         "queries": describe([r["queries"] for r in records]),
         "seconds_per_image": describe([r["seconds"] for r in records]),
         "confusion": {"clean": confusion(labels, clean).tolist(), "attacked": confusion(labels, after).tolist()},
@@ -117,7 +119,8 @@ def evaluate(
             **summarise(labels, ch_clean, ch_after, target),
             "confusion": confusion(labels, ch_after).tolist(),
         }
-    summary["transfer"] = {t.name: _transfer(t, samples, adv, target, channel, records) for t in transfer}
+    if transfer:
+        summary["transfer"] = {t.name: _transfer(t, samples, adv, target, channel, records) for t in transfer}
     return {"summary": summary, "records": records}, adv
 
 

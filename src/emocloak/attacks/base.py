@@ -20,6 +20,7 @@ import torch
 from emocloak.data.images import as_rgb
 from emocloak.errors import EmocloakError, NoFaceError
 from emocloak.faces.detect import Box
+from emocloak.metrics.robustness import success
 from emocloak.recognizers.base import Recognizer, to_tensor
 
 
@@ -58,8 +59,8 @@ class Attack(ABC):
     @abstractmethod
     def perturb(
         self, rec: Recognizer, images: list[np.ndarray], clean: np.ndarray, target: int | None, detect: bool
-    ) -> tuple[list[np.ndarray], list[int]]:
-        """Adversarial uint8 images and the recognizer queries each one cost."""
+    ) -> tuple[list[np.ndarray], list[int], list[dict]]:
+        """Adversarial uint8 images, the recognizer queries each one cost, and per-image details."""
 
     def __call__(
         self,
@@ -74,22 +75,23 @@ class Attack(ABC):
             torch.manual_seed(self.seed)
         clean = predictions(rec, images, detect)
         t0 = time.perf_counter()
-        adv, queries = self.perturb(rec, images, clean, target, detect)
+        adv, queries, info = self.perturb(rec, images, clean, target, detect)
         seconds = (time.perf_counter() - t0) / max(1, len(images))
         after = predictions(rec, adv, detect)
         out = AttackOutput(adv)
-        for i, (b, a) in enumerate(zip(clean, after, strict=True)):
-            ok = (a == target) if target is not None else (a != b and a >= 0)
+        ok = success(after, clean, target)
+        for i, (b, a, extra) in enumerate(zip(clean, after, info, strict=True)):
             out.records.append(
                 {
                     "index": i,
                     "pred_before": int(b),
                     "pred_after": int(a),
                     "label": None if labels is None else int(labels[i]),
-                    "success": bool(ok and b >= 0),
+                    "success": bool(ok[i]),
                     "face_lost": bool(a < 0 <= b),
                     "queries": int(queries[i]),
                     "seconds": seconds,
+                    **extra,
                 }
             )
         return out
@@ -151,7 +153,7 @@ class CropAttack(Attack):
                 for j, i in enumerate(chunk):
                     adv[i] = paste(images[i], boxes[i], to_uint8(x_adv[j : j + 1]))
         queries = [self.queries_per_image if c is not None else 0 for c in crops]
-        return adv, queries
+        return adv, queries, [{} for _ in images]
 
 
 class AttackSpecError(EmocloakError, ValueError):

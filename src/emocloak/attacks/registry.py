@@ -23,9 +23,17 @@ class AttackInfo:
 
 
 def _linf(v: float, key: str) -> float:
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise AttackSpecError(f"{key} must be a number, got {v!r}")
     if not 0 < v <= MAX_LINF:
         raise AttackSpecError(f"{key}={v} out of range: L-inf budgets are in 1/255 units, 0 < {key} <= {MAX_LINF}")
     return v / 255
+
+
+def _linf_free(v: float) -> float:
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise AttackSpecError(f"eps must be a number, got {v!r}")
+    return v
 
 
 def _pgd(
@@ -39,12 +47,12 @@ def _pgd(
     norm = str(norm)
     if norm not in ("inf", "2"):
         raise AttackSpecError(f"norm={norm} invalid; valid: inf, 2")
-    if steps < 1:
-        raise AttackSpecError("steps must be at least 1")
+    if not isinstance(steps, int) or steps < 1:
+        raise AttackSpecError(f"steps must be a whole number >= 1, got {steps!r}")
     if norm == "inf":
         eps = _linf(eps, "eps")
         alpha = None if alpha is None else _linf(alpha, "alpha")
-    elif not 0 < eps <= 100:
+    elif not 0 < _linf_free(eps) <= 100:
         raise AttackSpecError(f"eps={eps} out of range for L2: 0 < eps <= 100 ([0, 1] pixel units)")
     return PGD(eps=eps, steps=steps, alpha=alpha, norm=norm, random_start=random_start, seed=seed)
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import emocloak
@@ -26,7 +27,7 @@ err = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr and a non-zero exit: no traceback for expected problems."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -114,6 +115,116 @@ def recognizers() -> None:
 
     for name in emocloak.available_recognizers():
         out.print(f"[bold]{name}[/]: {DESCRIPTIONS.get(name, '')}")
+
+
+def _parse_attack(spec: str, seed: int):
+    from emocloak.attacks.registry import AttackSpecError, make_attack
+
+    try:
+        return make_attack(spec, seed)
+    except AttackSpecError as exc:
+        fail(str(exc))
+
+
+def _parse_target(name: str | None) -> int | None:
+    from emocloak.labels import label_index
+
+    if name is None:
+        return None
+    try:
+        return label_index(name)
+    except ValueError as exc:
+        fail(f"--target: {exc}")
+
+
+def _parse_channel(spec: str | None):
+    from emocloak.channel import Channel, ChannelSpecError
+
+    try:
+        return Channel.parse(spec)
+    except ChannelSpecError as exc:
+        fail(f"--channel: {exc}")
+
+
+def _transfer_names(names: str | None) -> list[str]:
+    parts = [n.strip() for n in (names or "").split(",")]
+    if names is not None and not all(parts):
+        fail(f"--transfer-to {names!r}: expected comma-separated recognizer names, e.g. fer,resnet")
+    return [n for n in parts if n]
+
+
+def _samples(data: Path, split: str, limit: int | None, seed: int):
+    from emocloak.evaluation import load_samples
+
+    try:
+        return load_samples(data, split, limit, seed)
+    except EmocloakError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read --data {data}: {exc}")
+
+
+def _out_dir(path: Path, overwrite: bool) -> Path:
+    from emocloak.reports.outputs import check_out_dir
+
+    try:
+        return check_out_dir(path, overwrite)
+    except EmocloakError as exc:
+        fail(f"--out: {exc}")
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="Dataset: FER+ folder, manifest CSV/folder, class folders.")],
+    recognizer: Annotated[str, typer.Option("--recognizer", "-r", help="Recognizer to attack.")],
+    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack spec, e.g. pgd:eps=8,steps=20.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json, figures and report.html.")],
+    split: Annotated[str, typer.Option("--split", help="Dataset split (train/valid/test).")] = "test",
+    target: Annotated[str | None, typer.Option("--target", help="Targeted: make faces read as this.")] = None,
+    transfer_to: Annotated[
+        str | None, typer.Option("--transfer-to", help="Comma-separated recognizers that read the cloaks too.")
+    ] = None,
+    channel: Annotated[str | None, typer.Option("--channel", help="Channel before reading, e.g. jpeg:75.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Random subset of N images.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the subset and the attack.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier report in --out.")] = False,
+    examples: Annotated[
+        bool, typer.Option("--examples/--no-examples", help="Include the example grid (it shows the photos).")
+    ] = True,
+) -> None:
+    """Attack a recognizer on a dataset; write report.json, figures and a self-contained report.html."""
+    from emocloak.evaluation import evaluate as run_evaluation
+    from emocloak.reports.outputs import write_outputs
+
+    atk, tgt, chan = _parse_attack(attack, seed), _parse_target(target), _parse_channel(channel)
+    _out_dir(out_dir, overwrite)  # refuse before the long run, not after it
+    rec = _recognizer(recognizer)
+    others = [_recognizer(n) for n in _transfer_names(transfer_to)]
+    samples = _samples(data, split, limit, seed)
+    report, adv = run_evaluation(samples, rec, atk, tgt, others, chan, progress=True)
+    report["summary"].update(attack_spec=attack, dataset=str(data), split=split)
+    paths = write_outputs(report, samples, adv, out_dir, overwrite=overwrite, examples=examples)
+    _print_summary(report["summary"], paths)
+
+
+def _print_summary(s: dict, paths: dict[str, Path]) -> None:
+    from emocloak.reports.html import num, pct
+
+    lines = [
+        f"{s.get('attack_spec', s['attack'])} vs {s['recognizer']} on {s['n']} images",
+        f"success rate {pct(s['success_rate'])}; accuracy {pct(s['clean_accuracy'])} clean -> "
+        f"{pct(s['attacked_accuracy'])} under attack; median SSIM {num(s['ssim']['median'], 4)}",
+    ]
+    if s.get("channel"):
+        ch = s["channel"]
+        lines.append(
+            f"after channel {ch['spec']}: success rate {pct(ch['success_rate'])}, "
+            f"accuracy under attack {pct(ch['attacked_accuracy'])}"
+        )
+    lines += [f"transfer to {n}: success rate {pct(t['success_rate'])}" for n, t in s.get("transfer", {}).items()]
+    lines += [f"report: {paths['html']}", f"json:   {paths['json']}"]
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
