@@ -61,6 +61,41 @@ def _fgsm(eps: float = 8, seed: int = 0) -> FGSM:
     return FGSM(eps=_linf(eps, "eps"), seed=seed)
 
 
+def _filters(
+    chain: int = 3,
+    pop: int = 10,
+    gen: int = 10,
+    good_ssim: float = 0.95,
+    a_max: float = 1.1,
+    ensemble: str = "",
+    jpeg: int | None = None,
+    seed: int = 0,
+) -> Attack:
+    from emocloak.attacks.evasion.filter_chain import FilterCloak
+    from emocloak.recognizers.registry import load_recognizer
+
+    if chain not in (3, 4, 5):
+        raise AttackSpecError(f"chain={chain} invalid; valid: 3, 4, 5")
+    if not isinstance(pop, int) or not isinstance(gen, int) or pop < 2 or gen < 1:
+        raise AttackSpecError("pop must be a whole number >= 2 and gen >= 1")
+    if jpeg is not None and not (isinstance(jpeg, int) and 1 <= jpeg <= 100):
+        raise AttackSpecError(f"jpeg={jpeg} invalid: a JPEG quality 1-100")
+    try:
+        members = tuple(load_recognizer(n) for n in str(ensemble).split("+") if n)
+    except ValueError as exc:
+        raise AttackSpecError(f"ensemble: {exc}") from exc
+    return FilterCloak(
+        chain=chain,
+        pop_size=pop,
+        n_gen=gen,
+        good_ssim=good_ssim,
+        a_range=(0.9, a_max),
+        ensemble=members,
+        jpeg=jpeg,
+        seed=seed,
+    )
+
+
 ATTACKS: dict[str, AttackInfo] = {
     "fgsm": AttackInfo(_fgsm, {"eps": "L-inf budget in /255 (default 8)"}),
     "pgd": AttackInfo(
@@ -73,12 +108,19 @@ ATTACKS: dict[str, AttackInfo] = {
             "random_start": "true/false (default true)",
         },
     ),
+    "filters": AttackInfo(
+        _filters,
+        {
+            "chain": "filters per chain: 3, 4 or 5 (default 3)",
+            "pop": "NSGA-II population (default 10)",
+            "gen": "generations (default 10)",
+            "good_ssim": "stop once a successful chain has this SSIM (default 0.95)",
+            "a_max": "largest filter intensity (default 1.1)",
+            "ensemble": "more recognizers the chain must fool, joined by + (e.g. resnet+fer)",
+            "jpeg": "score candidates after JPEG at this quality",
+        },
+    ),
 }
-
-
-def register(name: str, info: AttackInfo) -> None:
-    """Add an attack (the cloak modules call this) so that the CLI and evaluate can name it."""
-    ATTACKS[name] = info
 
 
 def _value(text: str) -> object:

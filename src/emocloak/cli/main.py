@@ -227,6 +227,76 @@ def _print_summary(s: dict, paths: dict[str, Path]) -> None:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+def protect(
+    photos: Annotated[list[Path] | None, typer.Argument(help="Photos or folders to cloak.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for cloaked copies and sidecars.")] = None,
+    method: Annotated[str, typer.Option("--method", "-m", help="Cloak: filters.")] = "filters",
+    chain: Annotated[int, typer.Option("--chain", min=3, max=5, help="Filters per chain (3, 4 or 5).")] = 3,
+    target: Annotated[str | None, typer.Option("--target", help="Make recognizers read this emotion.")] = None,
+    recognizer: Annotated[
+        str, typer.Option("--recognizer", "-r", help="Comma-separated: the first is fooled, the rest join in.")
+    ] = "cnn",
+    jpeg: Annotated[int | None, typer.Option("--jpeg", min=1, max=100, help="Survive JPEG at this quality.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the search.")] = 0,
+    demo: Annotated[bool, typer.Option("--demo", help="Cloak the shipped sample photo.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier outputs in --out.")] = False,
+    keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Keep EXIF (GPS included).")] = False,
+) -> None:
+    """Cloak photos so that emotion recognizers misread them; inputs are never modified."""
+    from rich.progress import Progress
+
+    from emocloak.data.images import list_images
+    from emocloak.protect import METHODS, protect_file
+
+    if method not in METHODS:
+        fail(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    _parse_target(target)
+    names = _transfer_names(recognizer)
+    for n in names:
+        _recognizer(n)
+    out_dir = out_dir or (Path("protected") if demo else None)
+    if out_dir is None:
+        fail("--out/-o is required: the folder for cloaked copies")
+    try:
+        files = [emocloak.sample_photo_path()] if demo or not photos else list_images(list(photos))
+    except EmocloakError as exc:
+        fail(str(exc))
+    done, failed = [], 0
+    with Progress(transient=True, console=err) as bar:
+        task = bar.add_task("cloaking", total=len(files))
+        for src in files:
+            try:
+                dst, info = protect_file(
+                    src,
+                    out_dir,
+                    overwrite,
+                    keep_metadata,
+                    method=method,
+                    chain=chain,
+                    target=target,
+                    recognizers=names,
+                    seed=seed,
+                    jpeg=jpeg,
+                )
+                done.append((src, dst, info))
+            except EmocloakError as exc:
+                err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                failed += 1
+            bar.advance(task)
+    for src, dst, info in done:
+        before, after = info["before"][names[0]]["emotion"], (info["after_saved"][names[0]] or {}).get("emotion")
+        mark = "fooled" if info["success_saved"] else "NOT fooled"
+        out.print(
+            f"{src.name} -> {dst}: {names[0]} read {before} -> {after} ({mark}), SSIM {info['ssim']:.3f}, "
+            f"{info['seconds']:.1f}s",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if failed:
+        raise typer.Exit(1 if done else 2)
+
+
 def main() -> None:
     try:
         app()

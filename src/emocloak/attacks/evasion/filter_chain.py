@@ -1,0 +1,167 @@
+"""Filter cloak (EAA, Baia et al. 2022): the Instagram-filter chain that makes recognizers misread a face.
+
+Black-box: the search sees only output probabilities, and every chain it scores is
+counted as one query per recognizer. The chain is searched on the whole colour
+photo (downscaled to a working size for large photos) exactly as a recognizer
+meets it: each recognizer crops its own face box from the filtered photo,
+optionally after a JPEG round trip, so the cloak survives re-encoding. The chosen
+chain is then applied to the full-resolution photo.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from pytorch_msssim import ssim as torch_ssim
+
+from emocloak.attacks.base import Attack
+from emocloak.attacks.filters import FILTER_NAMES, apply_chain
+from emocloak.attacks.filters.search import ChainSpace, search
+from emocloak.errors import NoFaceError
+from emocloak.faces.detect import Box
+from emocloak.recognizers.base import Recognizer, to_tensor
+
+
+def crop_batch(x: torch.Tensor, box: Box) -> torch.Tensor:
+    """Crop (B, 3, H, W) at a box that may leave the image (edge-padded, as `faces.detect.crop`)."""
+    h, w = x.shape[-2:]
+    pad = max(0, -box.left, -box.top, box.right - w, box.bottom - h)
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    return x[..., box.top + pad : box.bottom + pad, box.left + pad : box.right + pad]
+
+
+def jpeg_batch(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG round trip of every image in a batch (PIL; not differentiable, and need not be)."""
+    out = []
+    for img in (x.permute(0, 2, 3, 1) * 255).round().byte().numpy():
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=quality)
+        out.append(to_tensor(np.asarray(Image.open(buf).convert("RGB"))))
+    return torch.cat(out)
+
+
+def margin(probs: torch.Tensor, ref: int, target: int | None) -> torch.Tensor:
+    """Graded objective, negative exactly when fooled: untargeted p[ref] - max other; targeted max other - p[t]."""
+    goal = ref if target is None else target
+    others = probs.clone()
+    others[:, goal] = -1.0
+    gap = probs[:, goal] - others.max(1).values
+    return gap if target is None else -gap
+
+
+def _work_scale(shape: tuple[int, ...], side: int) -> float:
+    return min(1.0, side / max(shape[:2]))
+
+
+class FilterCloak(Attack):
+    """NSGA-II over chains of `chain` filters; paper preset: pop_size=10, n_gen=10."""
+
+    name = "filters"
+
+    def __init__(
+        self,
+        chain: int = 3,
+        pop_size: int = 10,
+        n_gen: int = 10,
+        good_ssim: float | None = 0.95,
+        s_range: tuple[float, float] = (0.7, 1.0),
+        a_range: tuple[float, float] = (0.9, 1.1),
+        ensemble: tuple[Recognizer, ...] = (),
+        jpeg: int | None = None,
+        work_side: int = 512,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(seed)
+        if chain not in (3, 4, 5):
+            raise ValueError("chain must be 3, 4 or 5 filters")
+        self.chain, self.pop_size, self.n_gen, self.good_ssim = chain, pop_size, n_gen, good_ssim
+        self.s_range, self.a_range, self.jpeg, self.work_side = s_range, a_range, jpeg, work_side
+        self._ensemble = tuple(ensemble)
+        self.space = ChainSpace(chain, len(FILTER_NAMES), s_range, a_range)
+
+    def params(self) -> dict:
+        p = super().params()
+        p.pop("space", None)
+        return {**p, "ensemble": [r.name for r in self._ensemble]}
+
+    def perturb(self, rec, images, clean, target, detect):
+        adv, queries, info = [], [], []
+        for image, ref in zip(images, clean, strict=True):
+            t0 = time.perf_counter()
+            try:
+                out, n, details = self._cloak_one(rec, image, int(ref), target, detect)
+            except NoFaceError:
+                out, n, details = image, 0, {"chain": None}
+            adv.append(out)
+            queries.append(n)
+            info.append({**details, "seconds": time.perf_counter() - t0})
+        return adv, queries, info
+
+    def _cloak_one(self, rec: Recognizer, image: np.ndarray, ref: int, target: int | None, detect: bool):
+        recs = (rec, *(r for r in self._ensemble if r is not rec))
+        scale = _work_scale(image.shape, self.work_side)
+        work = (
+            image
+            if scale == 1.0
+            else np.asarray(
+                Image.fromarray(image).resize(
+                    (round(image.shape[1] * scale), round(image.shape[0] * scale)), Image.LANCZOS
+                )
+            )
+        )
+        x = to_tensor(work)
+        found = [r.face_crop(work, detect) for r in recs]
+        boxes = [b for _, b in found]
+        with torch.no_grad():  # the main recognizer's clean reading is given; the others read the work image
+            refs = [ref] + [int(r.logits(to_tensor(c)).argmax()) for r, (c, _) in zip(recs[1:], found[1:], strict=True)]
+
+        def fitness(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.no_grad():
+                y = self._apply(x.expand(len(X), -1, -1, -1), X)
+                seen = jpeg_batch(y, self.jpeg) if self.jpeg else y
+                f1 = torch.stack(
+                    [
+                        margin(r.logits(crop_batch(seen, b)).softmax(1), rf, target)
+                        for r, b, rf in zip(recs, boxes, refs, strict=True)
+                    ]
+                ).amax(0)
+                s = torch_ssim(y * 255, x.expand_as(y) * 255, data_range=255, size_average=False)
+            return f1.numpy().astype(np.float64), (1 - s).numpy().astype(np.float64)
+
+        res = search(self.space, fitness, self.pop_size, self.n_gen, seed=self.seed or 0, good_ssim=self.good_ssim)
+        best = res.best()
+        with torch.no_grad():
+            full = self._apply(to_tensor(image), res.X[best : best + 1])
+        out = (full[0].permute(1, 2, 0) * 255).round().byte().numpy()
+        details = {
+            "chain": self.describe(res.X[best]),
+            "search_objective": float(res.F[best, 0]),
+            "search_ssim": float(1 - res.F[best, 1]),
+            "generations": res.generations,
+            "pareto_front": [
+                {"chain": self.describe(res.X[i]), "objective": float(res.F[i, 0]), "ssim": float(1 - res.F[i, 1])}
+                for i in res.front
+            ],
+        }
+        return out, res.evaluations * len(recs), details
+
+    def _apply(self, x: torch.Tensor, X: np.ndarray) -> torch.Tensor:
+        genes = [
+            (torch.from_numpy(i), torch.from_numpy(s).float(), torch.from_numpy(a).float())
+            for i, s, a in self.space.decode(X)
+        ]
+        y = apply_chain(x, genes)
+        return (y * 255).round() / 255  # what gets saved is uint8
+
+    def describe(self, x: np.ndarray) -> list[dict]:
+        """A chain as people read it: filter names with strength and intensity."""
+        return [
+            {"filter": FILTER_NAMES[int(i[0])], "strength": round(float(s[0]), 4), "intensity": round(float(a[0]), 4)}
+            for i, s, a in self.space.decode(x[None])
+        ]

@@ -1,0 +1,163 @@
+"""`emocloak.protect`: cloak one photo, and save it the way users post it.
+
+The cloaked photo keeps the input's size and format; metadata (EXIF, GPS, comments)
+is dropped unless asked for. Success is re-measured on the file as saved, since
+that, not the array in memory, is what a platform's recognizer will read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from emocloak.data.images import ImageLike, as_rgb, load_rgb, open_image
+from emocloak.errors import EmocloakError
+from emocloak.labels import LABELS, label_index
+from emocloak.metrics.perceptual import image_distances
+from emocloak.recognizers.base import Recognizer
+from emocloak.recognizers.registry import load_recognizer
+
+METHODS = ("filters",)
+SAVE_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+JPEG_QUALITY = 95
+
+
+def _recognizers(recognizers: Sequence[str | Recognizer] | None) -> list[Recognizer]:
+    names = list(recognizers or ["cnn"])
+    if not names:
+        raise ValueError("at least one recognizer is needed")
+    return [r if isinstance(r, Recognizer) else load_recognizer(r) for r in names]
+
+
+def make_cloak(
+    method: str,
+    recs: list[Recognizer],
+    chain: int = 3,
+    seed: int | None = 0,
+    jpeg: int | None = None,
+    **options: object,
+):
+    if method == "filters":
+        from emocloak.attacks.evasion.filter_chain import FilterCloak
+
+        return FilterCloak(chain=chain, ensemble=tuple(recs[1:]), jpeg=jpeg, seed=seed, **options)
+    raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+
+
+def _reading(rec: Recognizer, image: np.ndarray) -> dict | None:
+    p = rec.predict_proba([image], on_no_face="nan")[0]
+    if np.isnan(p).any():
+        return None
+    return {
+        "emotion": LABELS[int(p.argmax())],
+        "probabilities": {k: round(float(v), 4) for k, v in zip(LABELS, p, strict=True)},
+    }
+
+
+def protect(
+    image: ImageLike | str | Path,
+    method: str = "filters",
+    chain: int = 3,
+    target: str | None = None,
+    recognizers: Sequence[str | Recognizer] | None = None,
+    seed: int | None = 0,
+    jpeg: int | None = None,
+    **options: object,
+) -> tuple[np.ndarray, dict]:
+    """Cloak a photo; returns (cloaked RGB uint8 array of the same size, info dict).
+
+    The first recognizer is the one the cloak must fool; the others join its fitness
+    (an ensemble, so the cloak carries over to recognizers it never queried).
+    `jpeg=Q` makes the search score each candidate after a JPEG round trip at quality Q.
+    """
+    rgb = load_rgb(image) if isinstance(image, str | Path) else as_rgb(image)
+    recs = _recognizers(recognizers)
+    tgt = None if target is None else label_index(target)
+    cloak = make_cloak(method, recs, chain, seed, jpeg, **options)
+    out = cloak(recs[0], [rgb], target=tgt)
+    record = out.records[0]
+    if record["pred_before"] < 0:
+        from emocloak.errors import NoFaceError
+
+        raise NoFaceError(str(image) if isinstance(image, str | Path) else "image")
+    cloaked = out.images[0]
+    info = {
+        "method": method,
+        "target": target,
+        "recognizers": [r.name for r in recs],
+        "chain": record.get("chain"),
+        "success": record["success"],
+        "before": {r.name: _reading(r, rgb) for r in recs},
+        "after": {r.name: _reading(r, cloaked) for r in recs},
+        **{k: record[k] for k in ("queries", "seconds") if k in record},
+        **image_distances(rgb, cloaked),
+        "pareto_front": record.get("pareto_front"),
+        "seed": seed,
+    }
+    return cloaked, info
+
+
+def output_path(src: Path, out_dir: Path) -> Path:
+    """Where a cloaked copy goes; refuses to write over the input itself."""
+    dst = out_dir / src.name
+    if dst.resolve() == src.resolve():
+        raise EmocloakError(f"{src}: output would overwrite the input; choose another -o folder")
+    return dst
+
+
+def save_photo(cloaked: np.ndarray, src: Path, dst: Path, keep_metadata: bool = False) -> Path:
+    """Save in the input's format (JPEG at quality 95), metadata stripped; atomic, so no partial files."""
+    fmt = SAVE_FORMATS.get(src.suffix.lower(), "PNG")
+    if fmt == "PNG" and src.suffix.lower() not in SAVE_FORMATS:
+        dst = dst.with_suffix(".png")
+    kwargs: dict[str, object] = {"quality": JPEG_QUALITY} if fmt in ("JPEG", "WEBP") else {}
+    if keep_metadata:
+        with open_image(src) as im:
+            if "exif" in im.info:
+                kwargs["exif"] = im.info["exif"]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=dst.suffix)
+    os.close(fd)
+    try:
+        Image.fromarray(cloaked).save(tmp, fmt, **kwargs)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dst
+
+
+def protect_file(
+    src: Path, out_dir: Path, overwrite: bool = False, keep_metadata: bool = False, **kwargs: object
+) -> tuple[Path, dict]:
+    """Cloak one file into out_dir with a JSON sidecar; success re-read from the saved file."""
+    dst = output_path(src, out_dir)
+    sidecar = dst.with_suffix(dst.suffix + ".json")
+    if not overwrite and (dst.exists() or sidecar.exists()):
+        raise EmocloakError(f"{dst} exists; pass --overwrite to replace it")
+    cloaked, info = protect(src, **kwargs)
+    dst = save_photo(cloaked, src, dst, keep_metadata)
+    saved = load_rgb(dst)
+    recs = _recognizers(kwargs.get("recognizers"))  # cached by name: no reload
+    info["input"], info["output"] = str(src), str(dst)
+    info["after_saved"] = {r.name: _reading(r, saved) for r in recs}
+    main, before = info["after_saved"][recs[0].name], info["before"][recs[0].name]
+    goal = kwargs.get("target") or before["emotion"]
+    fooled = main is not None and (main["emotion"] == goal if kwargs.get("target") else main["emotion"] != goal)
+    info["success_saved"] = bool(fooled)
+    sidecar.write_text(json.dumps(info, indent=2))
+    return dst, info

@@ -1,0 +1,126 @@
+"""The filter cloak (EAA): search mechanics with toy fitness, and the attack end to end on a small photo."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emocloak.attacks.filters.search import ChainSpace, GeneCrossover, GeneMutation, search
+from emocloak.labels import LABELS
+from emocloak.recognizers.base import Recognizer
+
+
+def _toy_fitness(X):
+    G = X.reshape(len(X), -1, 3)
+    return 40 - np.floor(G[..., 0]).sum(1), np.abs(G[..., 2] - 1).sum(1)
+
+
+def test_search_is_seeded_and_returns_a_pareto_front():
+    a = search(ChainSpace(3), _toy_fitness, 10, 6, seed=3)
+    b = search(ChainSpace(3), _toy_fitness, 10, 6, seed=3)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert a.evaluations == len(a.X) and a.generations == 6
+    F = a.F[a.front]
+    for i in range(len(F)):  # nobody on the front is dominated by anyone evaluated
+        dominated = (F[i] >= a.F).all(1) & (F[i] > a.F).any(1)
+        assert not dominated.any()
+    assert a.F[a.best(), 0] < 0  # it finds successful chains on an easy problem
+
+
+def test_search_stops_early_when_a_chain_is_good_enough():
+    r = search(ChainSpace(4), _toy_fitness, 10, 10, seed=0, good_ssim=0.5)
+    assert r.generations < 10
+
+
+def test_operators_respect_gene_boundaries_and_bounds():
+    space = ChainSpace(4)
+
+    class P:  # the bits of a pymoo problem the operators read
+        pass
+
+    P.space, P.n_var = space, 12
+    rng = np.random.default_rng(0)
+    parents = space.random_genes(8, rng).reshape(2, 1, 12)
+    kids = GeneCrossover()._do(P, parents, random_state=rng)
+    for kid in kids[:, 0]:
+        genes = kid.reshape(4, 3)
+        for g in genes:  # every gene comes whole from one parent
+            assert any(np.array_equal(g, p) for p in parents[:, 0].reshape(-1, 3))
+    X = space.random_genes(40, rng).reshape(10, 12)
+    Y = GeneMutation()._do(P, X, random_state=rng)
+    assert (space.lower <= Y).all() and (space.upper >= Y).all() and not np.array_equal(X, Y)
+
+
+class _Redness(torch.nn.Module):
+    """A toy model on 8x8 gray faces: 'happiness' when bright, 'sadness' when dark; features = mean."""
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(m), 20 * (m - 0.5), torch.zeros_like(m), 20 * (0.5 - m)], 1)
+
+    def features(self, x):
+        return x.mean(dim=(1, 2, 3))[:, None]
+
+
+@pytest.fixture
+def toy_rec():
+    return Recognizer("toy", _Redness(), LABELS[:4], input_size=8)
+
+
+def test_filter_cloak_flips_a_toy_recognizer_with_high_ssim(toy_rec):
+    from emocloak.attacks.evasion.filter_chain import FilterCloak
+
+    img = np.full((64, 64, 3), 140, np.uint8)  # slightly bright -> happiness
+    img[::8] = 120
+    out = FilterCloak(chain=3, pop_size=10, n_gen=6, a_range=(0.9, 1.3), seed=0)(toy_rec, [img], detect=False)
+    r = out.records[0]
+    assert r["pred_before"] == 1 and r["success"] and r["pred_after"] != 1
+    assert out.images[0].shape == img.shape and out.images[0].dtype == np.uint8
+    assert r["queries"] > 0 and len(r["chain"]) == 3 and {"filter", "strength", "intensity"} <= set(r["chain"][0])
+    assert min(g["strength"] for g in r["chain"]) >= 0.7
+
+
+def test_targeted_filter_cloak(toy_rec):
+    from emocloak.attacks.evasion.filter_chain import FilterCloak
+
+    img = np.full((64, 64, 3), 140, np.uint8)
+    out = FilterCloak(chain=3, pop_size=10, n_gen=6, a_range=(0.9, 1.3), seed=0)(toy_rec, [img], target=3, detect=False)
+    assert out.records[0]["pred_after"] == 3 and out.records[0]["success"]
+
+
+def test_protect_cli_demo_writes_photo_and_sidecar(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from emocloak.cli.main import main; main()",
+            "protect",
+            "--demo",
+            "-o",
+            str(tmp_path),
+            "--chain",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "astronaut.jpg"
+    info = json.loads((tmp_path / "astronaut.jpg.json").read_text())
+    from emocloak import sample_photo_path
+
+    assert Image.open(out).size == Image.open(sample_photo_path()).size
+    assert len(info["chain"]) == 3 and info["queries"] > 0 and 0 < info["ssim"] <= 1
+    assert "exif" not in Image.open(out).info
+    again = subprocess.run(
+        [sys.executable, "-c", "from emocloak.cli.main import main; main()", "protect", "--demo", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 2 and "exists" in again.stderr  # never overwritten silently

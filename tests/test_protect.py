@@ -1,0 +1,30 @@
+"""Saving cloaked photos the way users post them: same size and format, no metadata, no overwrite."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emocloak.errors import EmocloakError
+from emocloak.protect import output_path, save_photo
+
+
+def test_save_keeps_format_and_size_and_strips_gps(tmp_path):
+    src = tmp_path / "in" / "holiday.jpg"
+    src.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x8825] = {2: (52.0, 22.0, 1.0)}  # GPS latitude
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(src, exif=exif)
+    assert "exif" in Image.open(src).info
+    dst = save_photo(np.zeros((30, 40, 3), np.uint8), src, tmp_path / "out" / "holiday.jpg")
+    im = Image.open(dst)
+    assert im.format == "JPEG" and im.size == (40, 30) and not im.getexif()
+    kept = save_photo(np.zeros((30, 40, 3), np.uint8), src, tmp_path / "out2" / "h.jpg", keep_metadata=True)
+    assert Image.open(kept).getexif()
+
+
+def test_png_stays_png_and_input_is_never_the_output(tmp_path):
+    src = tmp_path / "a.png"
+    Image.new("RGB", (9, 9)).save(src)
+    assert Image.open(save_photo(np.zeros((9, 9, 3), np.uint8), src, tmp_path / "o" / "a.png")).format == "PNG"
+    with pytest.raises(EmocloakError, match="overwrite the input"):
+        output_path(src, tmp_path)
