@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,3 +31,20 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+def _run_cli(*args: str) -> SimpleNamespace:
+    """Run the CLI in-process (no torch import per call); an escaping exception is a bug, so re-raise it."""
+    from typer.testing import CliRunner
+
+    from emocloak.cli.main import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
+
+
+@pytest.fixture
+def cli():
+    return _run_cli

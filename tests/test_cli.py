@@ -24,12 +24,12 @@ def test_predict_demo_json():
     assert out["faces"][0]["emotion"] in out["faces"][0]["probabilities"]
 
 
-def test_help_lists_commands():
-    r = run("--help")
+def test_help_lists_commands(cli):
+    r = cli("--help")
     assert r.returncode == 0 and "predict" in r.stdout
 
 
-def test_bad_inputs_give_one_clear_line_and_nonzero_exit(tmp_path):
+def test_bad_inputs_give_one_clear_line_and_nonzero_exit(tmp_path, cli):
     (tmp_path / "notes.jpg").write_text("not a photo")
     Image.fromarray(np.full((64, 64, 3), 100, np.uint8)).save(tmp_path / "wall.png")
     (tmp_path / "empty").mkdir()
@@ -41,23 +41,23 @@ def test_bad_inputs_give_one_clear_line_and_nonzero_exit(tmp_path):
         (("--demo", "-r", "bogus"), "unknown recognizer"),
     ]
     for args, message in cases:
-        r = run("predict", *args)
+        r = cli("predict", *args)
         assert r.returncode != 0, args
         assert message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
 
 
-def test_one_bad_file_does_not_lose_the_batch(tmp_path):
+def test_one_bad_file_does_not_lose_the_batch(tmp_path, cli):
     from emocloak import sample_photo_path
 
     (tmp_path / "a_bad.jpg").write_text("junk")
     (tmp_path / "b_good.jpg").write_bytes(sample_photo_path().read_bytes())
-    r = run("predict", str(tmp_path), "--json")
+    r = cli("predict", str(tmp_path), "--json")
     assert r.returncode == 1 and "a_bad.jpg" in r.stderr
     assert [f["photo"].endswith("b_good.jpg") for f in json.loads(r.stdout)["faces"]] == [True]
 
 
-def test_huge_photo_is_handled_with_a_clear_message(tmp_path):
+def test_huge_photo_is_handled_with_a_clear_message(tmp_path, cli):
     p = tmp_path / "huge.jpg"
     Image.new("RGB", (10000, 10000), (120, 130, 140)).save(p, quality=50)
-    r = run("predict", str(p))
+    r = cli("predict", str(p))
     assert r.returncode == 2 and "no face found in" in r.stderr and "Traceback" not in r.stderr

@@ -1,10 +1,7 @@
 """`evaluate` end to end: the report schema, the files it leaves, and the CLI around it."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,30 +150,19 @@ def test_failed_write_leaves_nothing(evaluated, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def run(*args):
-    """The real console entry point, as a user runs it (one thread: keep the CPU for others)."""
-    return subprocess.run(
-        [sys.executable, "-c", "from emocloak.cli.main import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-
-
-def test_cli_evaluate(tiny_data, tmp_path):
+def test_cli_evaluate(tiny_data, tmp_path, cli):
     out = tmp_path / "out"
     args = ["evaluate", "--data", str(tiny_data), "--recognizer", "fer", "--attack", "fgsm:eps=4", "--limit", "2"]
-    r = run(*args, "--channel", "jpeg:90", "--out", str(out))
+    r = cli(*args, "--channel", "jpeg:90", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "success rate" in r.stdout and "report.html" in r.stdout
     assert {"report.json", "report.html", "ssim_hist.png", "examples.png"} <= {p.name for p in out.iterdir()}
     assert strict_json((out / "report.json").read_text())["summary"]["n"] == 2
-    r = run(*args, "--out", str(out))
+    r = cli(*args, "--out", str(out))
     assert r.returncode != 0 and "--overwrite" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_cli_bad_inputs(tiny_data, tmp_path):
+def test_cli_bad_inputs(tiny_data, tmp_path, cli):
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken" / "happiness").mkdir(parents=True)
     (tmp_path / "broken" / "happiness" / "x.jpg").write_text("not a photo")
@@ -197,7 +183,7 @@ def test_cli_bad_inputs(tiny_data, tmp_path):
     ]
     for change, message in cases:
         opts = {**ok, **change}
-        r = run("evaluate", *[x for kv in opts.items() for x in kv])
+        r = cli("evaluate", *[x for kv in opts.items() for x in kv])
         assert r.returncode != 0, change
         assert message in r.stderr and "Traceback" not in r.stderr, (change, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (change, r.stderr)
@@ -205,9 +191,9 @@ def test_cli_bad_inputs(tiny_data, tmp_path):
 
 
 @pytest.mark.data
-def test_cli_evaluate_ferplus(tmp_path):
+def test_cli_evaluate_ferplus(tmp_path, cli):
     out = tmp_path / "fer"
-    r = run(
+    r = cli(
         "evaluate",
         *("--data", str(DATA / "ferplus"), "--limit", "8", "--recognizer", "fer"),
         *("--attack", "pgd:eps=4,steps=5", "--out", str(out)),

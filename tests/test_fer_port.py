@@ -98,8 +98,10 @@ def numpy_logits(x: np.ndarray) -> np.ndarray:
                 acts[layer["name"]] = x[..., None].astype(np.float64)
                 continue
             group = f["model_weights"][layer["name"]]
-            w = {n.decode().split("/")[-1][:-2]: np.asarray(group[n.decode()], np.float64)
-                 for n in group.attrs["weight_names"]}
+            w = {
+                n.decode().split("/")[-1][:-2]: np.asarray(group[n.decode()], np.float64)
+                for n in group.attrs["weight_names"]
+            }
             acts[layer["name"]] = _np_layer(layer, [acts[i[0]] for i in layer["inbound_nodes"][0]], w)
     return acts[layer["name"]]
 

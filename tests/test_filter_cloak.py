@@ -1,8 +1,6 @@
 """The filter cloak (EAA): search mechanics with toy fitness, and the attack end to end on a small photo."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -92,35 +90,15 @@ def test_targeted_filter_cloak(toy_rec):
     assert out.records[0]["pred_after"] == 3 and out.records[0]["success"]
 
 
-def test_protect_cli_demo_writes_photo_and_sidecar(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from emocloak.cli.main import main; main()",
-            "protect",
-            "--demo",
-            "-o",
-            str(tmp_path),
-            "--chain",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def test_protect_cli_demo_writes_photo_and_sidecar(tmp_path, cli):
+    from emocloak import sample_photo_path
+
+    r = cli("protect", "--demo", "-o", tmp_path, "--chain", "3")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "astronaut.jpg"
     info = json.loads((tmp_path / "astronaut.jpg.json").read_text())
-    from emocloak import sample_photo_path
-
     assert Image.open(out).size == Image.open(sample_photo_path()).size
     assert len(info["chain"]) == 3 and info["queries"] > 0 and 0 < info["ssim"] <= 1
-    assert "exif" not in Image.open(out).info
-    again = subprocess.run(
-        [sys.executable, "-c", "from emocloak.cli.main import main; main()", "protect", "--demo", "-o", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    assert not Image.open(out).getexif()
+    again = cli("protect", "--demo", "-o", tmp_path)
     assert again.returncode == 2 and "exists" in again.stderr  # never overwritten silently

@@ -23,7 +23,7 @@ from emocloak.metrics.perceptual import image_distances
 from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.registry import load_recognizer
 
-METHODS = ("filters",)
+METHODS = ("filters", "universal")
 SAVE_FORMATS = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
@@ -55,6 +55,13 @@ def make_cloak(
         from emocloak.attacks.evasion.filter_chain import FilterCloak
 
         return FilterCloak(chain=chain, ensemble=tuple(recs[1:]), jpeg=jpeg, seed=seed, **options)
+    if method == "universal":
+        from emocloak.attacks.evasion.universal import UniversalCloak, as_perturbation
+
+        if jpeg is not None:
+            raise ValueError("jpeg does not apply to universal: JPEG robustness is learnt (universal train --jpeg)")
+        up = as_perturbation(options.pop("perturbation", None))  # type: ignore[arg-type]
+        return UniversalCloak(up, seed=seed, **options)  # type: ignore[arg-type]
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
 
 
@@ -83,6 +90,8 @@ def protect(
     The first recognizer is the one the cloak must fool; the others join its fitness
     (an ensemble, so the cloak carries over to recognizers it never queried).
     `jpeg=Q` makes the search score each candidate after a JPEG round trip at quality Q.
+    method="universal" adds a learnt perturbation to every face (`perturbation`: a file or a
+    UniversalPerturbation; default: the shipped one for `target`); no recognizer is queried.
     """
     rgb = load_rgb(image) if isinstance(image, str | Path) else as_rgb(image)
     recs = _recognizers(recognizers)
@@ -108,6 +117,10 @@ def protect(
         "pareto_front": record.get("pareto_front"),
         "seed": seed,
     }
+    if method == "universal":
+        up = cloak.perturbation(tgt)
+        info["faces"] = record.get("faces")
+        info["perturbation"] = {k: up.meta.get(k) for k in ("recognizers", "eps", "target", "data", "created")}
     return cloaked, info
 
 

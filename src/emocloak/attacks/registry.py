@@ -96,6 +96,16 @@ def _filters(
     )
 
 
+def _universal(file: str | None = None, eps: float | None = None, seed: int = 0) -> Attack:
+    from emocloak.attacks.evasion.universal import PerturbationError, UniversalCloak, UniversalPerturbation
+
+    try:
+        up = None if file is None else UniversalPerturbation.load(str(file))
+    except PerturbationError as exc:
+        raise AttackSpecError(f"file: {exc}") from exc
+    return UniversalCloak(up, eps=None if eps is None else _linf(eps, "eps"), seed=seed)
+
+
 ATTACKS: dict[str, AttackInfo] = {
     "fgsm": AttackInfo(_fgsm, {"eps": "L-inf budget in /255 (default 8)"}),
     "pgd": AttackInfo(
@@ -118,6 +128,13 @@ ATTACKS: dict[str, AttackInfo] = {
             "a_max": "largest filter intensity (default 1.1)",
             "ensemble": "more recognizers the chain must fool, joined by + (e.g. resnet+fer)",
             "jpeg": "score candidates after JPEG at this quality",
+        },
+    ),
+    "universal": AttackInfo(
+        _universal,
+        {
+            "file": "a perturbation from `emocloak universal train` (default: the shipped one for the target)",
+            "eps": "rescale the perturbation to this L-inf budget in /255 (default: as learnt)",
         },
     ),
 }

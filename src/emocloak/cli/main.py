@@ -231,7 +231,11 @@ def _print_summary(s: dict, paths: dict[str, Path]) -> None:
 def protect(
     photos: Annotated[list[Path] | None, typer.Argument(help="Photos or folders to cloak.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for cloaked copies and sidecars.")] = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="Cloak: filters.")] = "filters",
+    method: Annotated[str, typer.Option("--method", "-m", help="Cloak: filters or universal.")] = "filters",
+    perturbation: Annotated[
+        Path | None,
+        typer.Option("--perturbation", help="Universal cloak file (default: the shipped one for --target)."),
+    ] = None,
     chain: Annotated[int, typer.Option("--chain", min=3, max=5, help="Filters per chain (3, 4 or 5).")] = 3,
     target: Annotated[str | None, typer.Option("--target", help="Make recognizers read this emotion.")] = None,
     recognizer: Annotated[
@@ -252,6 +256,9 @@ def protect(
     if method not in METHODS:
         fail(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     _parse_target(target)
+    extra = {"perturbation": _perturbation(perturbation, target, jpeg)} if method == "universal" else {}
+    if perturbation is not None and method != "universal":
+        fail("--perturbation goes with --method universal")
     names = _transfer_names(recognizer)
     for n in names:
         _recognizer(n)
@@ -278,6 +285,7 @@ def protect(
                     recognizers=names,
                     seed=seed,
                     jpeg=jpeg,
+                    **extra,
                 )
                 done.append((src, dst, info))
             except EmocloakError as exc:
@@ -295,6 +303,86 @@ def protect(
         )
     if failed:
         raise typer.Exit(1 if done else 2)
+
+
+def _perturbation(path: Path | None, target: str | None, jpeg: int | None):
+    """The universal perturbation, loaded once for all photos, or one clear error before any work."""
+    from emocloak.attacks.evasion.universal import PerturbationError, UniversalPerturbation, default_perturbation
+
+    if jpeg is not None:
+        fail("--jpeg does not apply to --method universal: learn JPEG robustness with `universal train --jpeg`")
+    try:
+        up = UniversalPerturbation.load(path) if path else default_perturbation(target)
+    except PerturbationError as exc:
+        fail(f"--perturbation: {exc}")
+    tgt = _parse_target(target)
+    if tgt is not None and up.target != tgt:
+        fail(f"--perturbation was learnt for {up.meta.get('target') or 'untargeted cloaking'}, not --target {target}")
+    return up
+
+
+universal_app = typer.Typer(
+    help="The universal cloak: one perturbation, learnt once, for every face.", no_args_is_help=True
+)
+app.add_typer(universal_app, name="universal")
+
+
+@universal_app.command("train")
+def universal_train(
+    data: Annotated[Path, typer.Option("--data", help="Training data: FER+ folder, fer2013.csv, manifest, folders.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Perturbation file to write (.pt).")],
+    recognizer: Annotated[
+        str, typer.Option("--recognizer", "-r", help="Comma-separated recognizers whose features it attacks.")
+    ] = "cnn",
+    eps: Annotated[float, typer.Option("--eps", min=0.5, max=64, help="L-inf budget in /255.")] = 8,
+    target: Annotated[str | None, typer.Option("--target", help="Make faces read as this emotion.")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps (mini-batches).")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Faces per step.")] = 64,
+    size: Annotated[int, typer.Option("--size", min=16, max=512, help="Side of the learnt square delta.")] = 64,
+    jpeg: Annotated[int | None, typer.Option("--jpeg", min=1, max=100, help="Learn through JPEG at quality Q.")] = None,
+    holdout: Annotated[
+        float, typer.Option("--holdout", min=0, max=0.5, help="Share of faces kept out to measure success.")
+    ] = 0.1,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Random subset of N training items.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the subset, the hold-out and the start.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
+) -> None:
+    """Learn a universal perturbation on the data's training split and save it."""
+    import numpy as np
+    import torch
+
+    from emocloak.attacks.evasion.universal import face_crops, learn_universal
+    from emocloak.data.datasets import load_dataset
+
+    if out_file.exists() and not overwrite:
+        fail(f"{out_file} exists; pass --overwrite to replace it")
+    tgt = _parse_target(target)
+    recs = [_recognizer(n) for n in _transfer_names(recognizer) or ["cnn"]]
+    try:
+        crops = face_crops(load_dataset(data, "train"), recs[0], size, limit, seed)
+    except EmocloakError as exc:
+        fail(str(exc))
+    n_out = int(len(crops) * holdout)
+    if len(crops) - n_out < 1:
+        fail(f"{data}: no training faces found")
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(crops)))
+    kept = crops[order[:n_out]].permute(0, 2, 3, 1).numpy() if n_out else None
+    up = learn_universal(
+        recs,
+        crops[order[n_out:]],
+        eps / 255,
+        tgt,
+        steps=steps,
+        batch_size=batch_size,
+        jpeg_quality=jpeg,
+        seed=seed,
+        holdout=kept,
+        data=f"{data} (train split, {len(crops) - n_out} faces; {n_out} held out)",
+    )
+    up.save(out_file)
+    rates = (up.meta.get("holdout") or {}).get("success", {})
+    scores = ", ".join(f"{n} {v:.1%}" for n, v in rates.items()) or "no hold-out"
+    out.print(f"wrote {out_file}: success on {n_out} held-out faces: {scores}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,30 +48,37 @@ def _label(name: str, where: str) -> int:
         raise DatasetError(f"{where}: {exc}") from exc
 
 
+def _csv_records(path: Path, required: set[str], what: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV with a header; a missing required column is a DatasetError."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = required - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{path}: not a {what} (missing columns {sorted(missing)})")
+        yield from enumerate(reader, 2)
+
+
 def load_kaggle_csv(path: str | Path, split: str | None = None) -> FaceSet:
     """Kaggle's fer2013.csv; `split` is train/valid/test (Training/PublicTest/PrivateTest) or None for all."""
     path = Path(path)
     if split is not None and split not in KAGGLE_USAGE:
         raise DatasetError(f"unknown split {split!r}; valid: {', '.join(KAGGLE_USAGE)}")
     images, labels, names = [], [], []
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"emotion", "pixels"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(f"{path}: not a fer2013.csv (missing columns {sorted(missing)})")
-        for n, rec in enumerate(reader, 2):
-            if split is not None and rec.get("Usage") != KAGGLE_USAGE[split]:
-                continue
-            try:
-                px = np.array(rec["pixels"].split(), dtype=np.uint8)
-                emo = int(rec["emotion"])
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{n}: bad row ({exc})") from exc
-            if px.size != 48 * 48 or not 0 <= emo < len(KAGGLE_NAMES):
-                raise DatasetError(f"{path}:{n}: expected 2304 pixels and emotion 0-6")
-            images.append(px.reshape(48, 48))
-            labels.append(label_index(KAGGLE_NAMES[emo]))
-            names.append(f"row{n - 2}")
+    for n, rec in _csv_records(path, {"emotion", "pixels"}, "fer2013.csv"):
+        if split is not None and rec.get("Usage") != KAGGLE_USAGE[split]:
+            continue
+        try:
+            px = np.array(rec["pixels"].split(), dtype=np.uint8)
+            emo = int(rec["emotion"])
+        except ValueError as exc:
+            raise DatasetError(f"{path}:{n}: bad row ({exc})") from exc
+        if px.size != 48 * 48 or not 0 <= emo < len(KAGGLE_NAMES):
+            raise DatasetError(f"{path}:{n}: expected 2304 pixels and emotion 0-6")
+        images.append(px.reshape(48, 48))
+        labels.append(label_index(KAGGLE_NAMES[emo]))
+        names.append(f"row{n - 2}")
     if not images:
         raise DatasetError(f"{path}: no rows" + (f" with Usage {KAGGLE_USAGE[split]}" if split else ""))
     return FaceSet(np.stack(images), np.array(labels, dtype=np.int64), names)
@@ -80,15 +88,10 @@ def load_manifest(path: str | Path, split: str | None = None) -> PhotoSet:
     """A CSV with columns path,label[,subject,split]; paths are relative to the CSV's folder."""
     path = Path(path)
     rows = []
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"path", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(f"{path}: manifest needs columns path,label (missing {sorted(missing)})")
-        for n, rec in enumerate(reader, 2):
-            if split is not None and rec.get("split", split) != split:
-                continue
-            rows.append((path.parent / rec["path"], _label(rec["label"], f"{path}:{n}"), rec.get("subject", "")))
+    for n, rec in _csv_records(path, {"path", "label"}, "manifest (path,label[,subject,split])"):
+        if split is not None and rec.get("split", split) != split:
+            continue
+        rows.append((path.parent / rec["path"], _label(rec["label"], f"{path}:{n}"), rec.get("subject", "")))
     if not rows:
         raise DatasetError(f"{path}: no rows" + (f" in split {split!r}" if split else ""))
     absent = [str(p) for p, _, _ in rows if not p.is_file()]

@@ -46,12 +46,16 @@ def jpeg_batch(x: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def margin(probs: torch.Tensor, ref: int, target: int | None) -> torch.Tensor:
-    """Graded objective, negative exactly when fooled: untargeted p[ref] - max other; targeted max other - p[t]."""
+def margin(logp: torch.Tensor, ref: int, target: int | None) -> torch.Tensor:
+    """Graded objective on log-probabilities, negative exactly when fooled.
+
+    Untargeted: log p[ref] - max other; targeted: max other - log p[target]. Log space keeps
+    a slope on confident faces, where probabilities saturate near 1.
+    """
     goal = ref if target is None else target
-    others = probs.clone()
-    others[:, goal] = -1.0
-    gap = probs[:, goal] - others.max(1).values
+    others = logp.clone()
+    others[:, goal] = -torch.inf
+    gap = logp[:, goal] - others.max(1).values
     return gap if target is None else -gap
 
 
@@ -127,7 +131,7 @@ class FilterCloak(Attack):
                 seen = jpeg_batch(y, self.jpeg) if self.jpeg else y
                 f1 = torch.stack(
                     [
-                        margin(r.logits(crop_batch(seen, b)).softmax(1), rf, target)
+                        margin(r.logits(crop_batch(seen, b)).log_softmax(1), rf, target)
                         for r, b, rf in zip(recs, boxes, refs, strict=True)
                     ]
                 ).amax(0)

@@ -1,0 +1,399 @@
+"""Universal cloak (Pri-EMO, Zeng et al. 2023): one perturbation for every face, learnt in feature space.
+
+Learning is slow and done once; cloaking is an addition, with no model query.
+
+Design choices:
+
+* `delta` lives on a square SxS face crop. It is bilinearly resized to each face's crop box
+  (antialiased when shrinking, as `Recognizer.to_input` resizes); the weights are convex, so
+  |delta| <= eps holds at any size, and on a 48x48 face the model sees exactly what training saw.
+* Untargeted loss: cosine similarity between the features of x + delta and of x, averaged over
+  recognizers (cosine is scale-free, so no recognizer dominates). It has zero gradient at
+  delta = 0, hence a seeded uniform start in the eps ball.
+* Targeted loss: 1 - cosine to the target class's feature centroid (mean features of training
+  crops read as the target; probability-weighted mean over all crops when fewer than
+  MIN_CENTROID are), plus `ce_weight` * cross-entropy toward the target on the logits, which
+  turns "near the centroid" into "over the decision boundary".
+* Adam on delta, projected onto the L-inf ball after each step, x + delta clamped to [0, 1],
+  cosine-annealed learning rate. Optional JPEG in the loop by BPDA: the forward pass sees the
+  real (PIL) JPEG round trip of each crop, the backward pass treats it as the identity.
+  Optional `quality_weight` * (1 - SSIM) keeps the pattern smooth where it costs little.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim
+from rich.progress import Progress
+
+from emocloak.attacks.base import Attack, paste
+from emocloak.data.datasets import PhotoSet
+from emocloak.data.ferplus import FaceSet
+from emocloak.data.images import load_rgb
+from emocloak.errors import EmocloakError, ImageError, NoFaceError
+from emocloak.faces.detect import Box, crop
+from emocloak.labels import LABELS, label_index
+from emocloak.metrics.robustness import success
+from emocloak.recognizers.base import Recognizer, to_tensor
+from emocloak.recognizers.registry import WEIGHTS
+
+DEFAULT_SIZE = 64
+MIN_CENTROID = 16  # fewer training crops read as the target than this: use the probability-weighted centroid
+MAX_EPS = 64 / 255
+
+
+class PerturbationError(EmocloakError):
+    """A perturbation file that is missing, unreadable, or not what it claims to be."""
+
+
+@dataclass(frozen=True)
+class UniversalPerturbation:
+    """delta: (3, S, S) float in [-eps, eps], [0, 1] pixel units; meta: plain types, eps in /255."""
+
+    delta: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        d = self.delta
+        if not (isinstance(d, torch.Tensor) and d.dim() == 3 and d.shape[0] == 3 and d.shape[1] == d.shape[2]):
+            raise PerturbationError(f"delta must be a (3, S, S) tensor, got {getattr(d, 'shape', type(d))}")
+        if not isinstance(self.meta.get("eps"), int | float):
+            raise PerturbationError("meta must give eps (in /255)")
+        if not torch.isfinite(d).all() or d.abs().max() > self.eps + 1e-6:
+            raise PerturbationError(f"delta leaves its eps={self.meta['eps']}/255 ball")
+
+    @property
+    def eps(self) -> float:
+        return float(self.meta["eps"]) / 255
+
+    @property
+    def size(self) -> int:
+        return int(self.delta.shape[-1])
+
+    @property
+    def target(self) -> int | None:
+        t = self.meta.get("target")
+        return None if t is None else label_index(t)
+
+    def rescaled(self, eps: float) -> UniversalPerturbation:
+        """The same pattern at another L-inf budget eps ([0, 1] units): delta * eps / learnt eps."""
+        if not 0 < eps <= MAX_EPS:
+            raise ValueError(f"eps={eps} out of range (0, {MAX_EPS:.4f}]; it is in [0, 1] units, e.g. 8/255")
+        delta = (self.delta * (eps / self.eps)).clamp(-eps, eps)
+        return replace(self, delta=delta, meta={**self.meta, "eps": eps * 255, "rescaled_from": self.meta["eps"]})
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"delta": self.delta.detach().float().cpu().contiguous(), "meta": self.meta}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> UniversalPerturbation:
+        path = Path(path)
+        if not path.is_file():
+            raise PerturbationError(f"{path}: no such perturbation file")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            return cls(blob["delta"].float(), dict(blob["meta"]))
+        except PerturbationError as exc:
+            raise PerturbationError(f"{path}: {exc}") from exc
+        except Exception as exc:  # torch raises many kinds on a damaged or foreign file
+            raise PerturbationError(f"{path}: not a universal perturbation file ({type(exc).__name__}: {exc})") from exc
+
+
+def as_perturbation(p: str | Path | UniversalPerturbation | None) -> UniversalPerturbation | None:
+    return UniversalPerturbation.load(p) if isinstance(p, str | Path) else p
+
+
+def default_path(target: str | None) -> Path:
+    name = "untargeted" if target is None else LABELS[label_index(target)]
+    return WEIGHTS / f"universal_{name}.pt"
+
+
+@cache
+def default_perturbation(target: str | None) -> UniversalPerturbation:
+    """The shipped perturbation for a target label (None: untargeted)."""
+    path = default_path(target)
+    if not path.is_file():
+        raise PerturbationError(
+            f"no shipped universal perturbation for {target or 'untargeted'} cloaking ({path} not found); "
+            "learn one with `emocloak universal train` and pass it as --perturbation"
+        )
+    return UniversalPerturbation.load(path)
+
+
+# --- applying ---------------------------------------------------------------
+def _pixel_delta(up: UniversalPerturbation, h: int, w: int) -> np.ndarray:
+    """delta resized to (h, w), as (h, w, 3) float32 in 0-255 units."""
+    d = up.delta[None]
+    if (h, w) != tuple(d.shape[-2:]):
+        d = F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False, antialias=min(h, w) < up.size)
+    return (d[0].permute(1, 2, 0) * 255).numpy().astype(np.float32)
+
+
+def _add(pixels: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(pixels.astype(np.float32) + d), 0, 255).astype(np.uint8)
+
+
+def apply_universal(image: np.ndarray, up: UniversalPerturbation, boxes: Sequence[Box]) -> np.ndarray:
+    """Add delta to each face box of an RGB uint8 photo (clipped at its edges); no model query.
+
+    Every patch is computed from the original pixels, so where boxes overlap the change is
+    one face's delta (the later box's), never a sum: |change| <= eps * 255 + 0.5 everywhere.
+    """
+    out = image
+    for b in boxes:
+        out = paste(out, b, _add(crop(image, b), _pixel_delta(up, b.height, b.width)))
+    return out.copy() if out is image else out
+
+
+def apply_universal_batch(faces: np.ndarray, up: UniversalPerturbation) -> np.ndarray:
+    """(N, H, W, 3) uint8 faces of one size, cloaked whole-frame: one resize, one vectorised add."""
+    return _add(faces, _pixel_delta(up, faces.shape[1], faces.shape[2]))
+
+
+# --- learning ---------------------------------------------------------------
+def _float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+
+
+@torch.no_grad()
+def _read_all(rec: Recognizer, crops: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and probabilities of every training crop, once."""
+    feats, probs = [], []
+    for s in range(0, len(crops), batch):
+        x = _float(crops[s : s + batch])
+        feats.append(rec.features(x))
+        probs.append(rec.logits(x).softmax(1))
+    return torch.cat(feats), torch.cat(probs)
+
+
+def _centroid(feats: torch.Tensor, probs: torch.Tensor, target: int) -> tuple[torch.Tensor, str]:
+    read_as = probs.argmax(1) == target
+    if int(read_as.sum()) >= MIN_CENTROID:
+        return feats[read_as].mean(0), f"mean of {int(read_as.sum())} crops read as {LABELS[target]}"
+    w = probs[:, target]
+    return (w[:, None] * feats).sum(0) / w.sum().clamp_min(1e-12), "p(target)-weighted mean of all crops"
+
+
+def _bpda_jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Forward: the real JPEG round trip; backward: identity."""
+    from emocloak.attacks.evasion.filter_chain import jpeg_batch
+
+    return x + (jpeg_batch(x.detach(), quality) - x).detach()
+
+
+def _loss(
+    recs: Sequence[Recognizer],
+    x: torch.Tensor,
+    seen: torch.Tensor,
+    refs: Sequence[torch.Tensor],
+    target: int | None,
+    ce_weight: float,
+) -> torch.Tensor:
+    """Mean over recognizers of cos(f(seen), ref) (untargeted: minimise) or 1 - cos to the centroid (+ CE)."""
+    total = x.new_zeros(())
+    for rec, ref in zip(recs, refs, strict=True):
+        cos = F.cosine_similarity(rec.features(seen), ref, dim=1).mean()
+        if target is None:
+            total = total + cos
+        else:
+            goal = torch.full((len(x),), target, dtype=torch.long)
+            total = total + (1 - cos) + ce_weight * F.cross_entropy(rec.logits(seen), goal)
+    return total / len(recs)
+
+
+def learn_universal(
+    recs: Sequence[Recognizer],
+    crops: torch.Tensor,
+    eps: float,
+    target: int | str | None = None,
+    steps: int = 1000,
+    batch_size: int = 64,
+    lr: float | None = None,
+    jpeg_quality: int | None = None,
+    quality_weight: float = 0.0,
+    ce_weight: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+    holdout: np.ndarray | None = None,
+    data: str = "",
+) -> UniversalPerturbation:
+    """Learn one delta for all `crops` ((N, 3, S, S), float in [0, 1] or uint8 to save memory).
+
+    eps (and lr, default eps/10) are in [0, 1] pixel units, as for PGD; the file records eps in /255.
+    `holdout`: (N, H, W, 3) uint8 faces never trained on, whose success rate goes into the metadata.
+    """
+    if not 0 < eps <= MAX_EPS:
+        raise ValueError(f"eps={eps} out of range (0, {MAX_EPS:.4f}]; it is in [0, 1] units, e.g. 8/255")
+    if crops.dim() != 4 or crops.shape[1] != 3 or crops.shape[2] != crops.shape[3] or not len(crops):
+        raise ValueError(f"crops must be a non-empty (N, 3, S, S) tensor, got {tuple(crops.shape)}")
+    tgt = None if target is None else label_index(target) if isinstance(target, str) else int(target)
+    gen = torch.Generator().manual_seed(seed)
+    reads = [_read_all(r, crops) for r in recs]
+    centroids = None if tgt is None else [_centroid(f, p, tgt) for f, p in reads]
+    delta = (torch.rand(1, *crops.shape[1:], generator=gen) * 2 - 1).mul_(eps).requires_grad_(True)
+    opt = torch.optim.Adam([delta], lr=lr or eps / 10)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    order, pos = torch.randperm(len(crops), generator=gen), 0
+    with Progress(disable=not progress, transient=True) as bar:
+        name = f"universal {'untargeted' if tgt is None else LABELS[tgt]}"
+        task = bar.add_task(name, total=steps)
+        for _ in range(steps):
+            if pos + batch_size > len(crops) and pos:  # next epoch, reshuffled
+                order, pos = torch.randperm(len(crops), generator=gen), 0
+            idx = order[pos : pos + batch_size]
+            pos += batch_size
+            x = _float(crops[idx])
+            x_adv = (x + delta).clamp(0, 1)
+            seen = _bpda_jpeg(x_adv, jpeg_quality) if jpeg_quality else x_adv
+            refs = [f[idx] for f, _ in reads] if tgt is None else [c[None] for c, _ in centroids or []]
+            loss = _loss(recs, x, seen, refs, tgt, ce_weight)
+            if quality_weight:
+                loss = loss + quality_weight * (1 - ssim(x_adv, x, data_range=1.0))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                delta.clamp_(-eps, eps)
+            bar.update(task, advance=1, description=f"{name} loss {loss.item():.4f}")
+    meta = {
+        "format": 1,
+        "recognizers": [r.name for r in recs],
+        "eps": eps * 255,
+        "target": None if tgt is None else LABELS[tgt],
+        "size": int(crops.shape[-1]),
+        "data": data,
+        "n_train": len(crops),
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr or eps / 10,
+        "jpeg_quality": jpeg_quality,
+        "quality_weight": quality_weight,
+        "ce_weight": ce_weight if tgt is not None else 0.0,
+        "loss": "feature cosine to clean (minimised)" if tgt is None else "1 - feature cosine to target centroid + CE",
+        "centroid": None if centroids is None else {r.name: how for r, (_, how) in zip(recs, centroids, strict=True)},
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "version": _version(),
+    }
+    up = UniversalPerturbation(delta.detach()[0].clamp(-eps, eps), meta)
+    if holdout is not None:
+        up.meta["holdout"] = evaluate_universal(recs, up, holdout, jpeg_quality)
+    return up
+
+
+def _version() -> str:
+    from emocloak import __version__
+
+    return __version__
+
+
+def evaluate_universal(
+    recs: Sequence[Recognizer], up: UniversalPerturbation, faces: np.ndarray, jpeg_quality: int | None = None
+) -> dict:
+    """Success rate per recognizer on (N, H, W, 3) uint8 faces, judged as `Attack` judges it.
+
+    With jpeg_quality, also after a JPEG round trip of the cloaked faces (clean faces read as they are).
+    """
+    from emocloak.channel import jpeg
+
+    adv = apply_universal_batch(faces, up)
+    out: dict = {"n": len(faces), "success": {}}
+    if jpeg_quality:
+        out["success_after_jpeg"], out["jpeg_quality"] = {}, jpeg_quality
+    for rec in recs:
+        clean = rec.predict_crops(list(faces)).argmax(1)
+        out["success"][rec.name] = float(success(rec.predict_crops(list(adv)).argmax(1), clean, up.target).mean())
+        if jpeg_quality:
+            after = rec.predict_crops([jpeg(a, jpeg_quality) for a in adv]).argmax(1)
+            out["success_after_jpeg"][rec.name] = float(success(after, clean, up.target).mean())
+    return out
+
+
+def _resize_crop(c: np.ndarray, size: int) -> torch.Tensor:
+    x = to_tensor(c if c.ndim == 3 else np.repeat(c[..., None], 3, 2))
+    if x.shape[-2:] != (size, size):
+        down = x.shape[-1] > size
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=down)
+    return (x[0] * 255).round().byte()
+
+
+def face_crops(
+    data: FaceSet | PhotoSet,
+    rec: Recognizer,
+    size: int = DEFAULT_SIZE,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Training crops (N, 3, size, size) uint8: FaceSet faces as they are, photos' largest face by `rec`.
+
+    Photos with no face, or that cannot be read, are skipped; `limit` draws a seeded subset first.
+    """
+    idx = np.arange(len(data))
+    if limit is not None and limit < len(data):
+        idx = np.sort(np.random.default_rng(seed).choice(len(data), limit, replace=False))
+    out = []
+    with Progress(disable=not progress, transient=True) as bar:
+        for i in bar.track(idx, description="face crops"):
+            if isinstance(data, FaceSet):
+                out.append(_resize_crop(data.images[i], size))
+                continue
+            try:
+                out.append(_resize_crop(rec.face_crop(load_rgb(data.paths[i]), source=str(data.paths[i]))[0], size))
+            except (NoFaceError, ImageError):
+                continue
+    return torch.stack(out) if out else torch.zeros(0, 3, size, size, dtype=torch.uint8)
+
+
+# --- the attack ---------------------------------------------------------------
+class UniversalCloak(Attack):
+    """Adds a learnt universal perturbation to every face; queries = 0 (face detection only).
+
+    Without a perturbation, the shipped one for the requested target is used.
+    eps ([0, 1] units) rescales the perturbation to that budget.
+    """
+
+    name = "universal"
+
+    def __init__(
+        self, perturbation: UniversalPerturbation | None = None, eps: float | None = None, seed: int | None = 0
+    ) -> None:
+        super().__init__(seed)
+        self.eps = eps
+        self._given = perturbation
+
+    def params(self) -> dict:
+        up = self._given
+        meta = {} if up is None else {k: up.meta.get(k) for k in ("target", "recognizers", "data")}
+        return {"perturbation": "shipped" if up is None else "given", "eps": self.eps, **meta}
+
+    def perturbation(self, target: int | None) -> UniversalPerturbation:
+        up = self._given or default_perturbation(None if target is None else LABELS[target])
+        if target is not None and up.target != target:
+            learnt = LABELS[up.target] if up.target is not None else "untargeted cloaking"
+            raise PerturbationError(f"the perturbation was learnt for {learnt}, not target {LABELS[target]}")
+        return up if self.eps is None else up.rescaled(self.eps)
+
+    def perturb(self, rec, images, clean, target, detect):
+        up = self.perturbation(target)
+        if not detect and len({im.shape for im in images}) == 1:
+            adv = list(apply_universal_batch(np.stack(images), up))
+            return adv, [0] * len(images), [{"faces": 1} for _ in images]
+        adv, info = [], []
+        for im in images:
+            boxes = [f.crop_box for f in rec.faces(im)] if detect else [Box(0, 0, im.shape[1], im.shape[0])]
+            adv.append(apply_universal(im, up, boxes))
+            info.append({"faces": len(boxes)})
+        return adv, [0] * len(images), info
