@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from typer.testing import CliRunner
 
 from emocloak.attacks.evasion import universal as U
 from emocloak.attacks.evasion.universal import (
@@ -181,8 +180,7 @@ def _kaggle_csv(path, n=12):
             w.writerow([i % 7, " ".join(map(str, rng.integers(0, 256, 48 * 48))), "Training"])
 
 
-def test_cli_universal_train_writes_a_file_and_refuses_to_overwrite(tmp_path):
-    from emocloak.cli.main import app
+def test_cli_universal_train_writes_a_file_refuses_to_overwrite_and_protects_with_it(tmp_path, cli):
     from emocloak.recognizers.facenet import FaceNet
 
     torch.manual_seed(0)
@@ -190,14 +188,18 @@ def test_cli_universal_train_writes_a_file_and_refuses_to_overwrite(tmp_path):
     torch.save({"arch": "vgg", "width": 4, "state_dict": net.state_dict()}, tmp_path / "toy.pt")
     _kaggle_csv(tmp_path / "fer2013.csv")
     out = tmp_path / "u.pt"
-    args = ["universal", "train", "--data", str(tmp_path / "fer2013.csv"), "-r", str(tmp_path / "toy.pt")]
-    args += ["--eps", "4", "--target", "sad", "-o", str(out), "--steps", "2", "--batch-size", "4", "--size", "48"]
-    runner = CliRunner()
-    r = runner.invoke(app, args)
-    assert r.exit_code == 0, r.output
+    args = ["universal", "train", "--data", tmp_path / "fer2013.csv", "-r", tmp_path / "toy.pt", "-o", out]
+    args += ["--eps", "4", "--target", "sad", "--steps", "2", "--batch-size", "4", "--size", "48"]
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
     up = UniversalPerturbation.load(out)
     assert up.meta["target"] == "sadness" and up.meta["eps"] == pytest.approx(4) and up.size == 48
     assert up.meta["n_train"] == 11 and up.meta["holdout"]["n"] == 1
-    r = runner.invoke(app, args)
-    assert r.exit_code != 0 and "--overwrite" in r.output
-    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+    r = cli(*args)
+    assert r.returncode != 0 and "--overwrite" in r.stderr
+    assert cli(*args, "--overwrite").returncode == 0
+    common = ["protect", "--demo", "-m", "universal", "-r", tmp_path / "toy.pt", "--perturbation", out]
+    r = cli(*common, "-o", tmp_path / "p", "--target", "sadness")
+    assert r.returncode == 0 and "astronaut.jpg" in r.stdout, r.stderr
+    r = cli(*common, "-o", tmp_path / "q", "--target", "happiness")
+    assert r.returncode != 0 and "learnt for sadness" in r.stderr

@@ -293,10 +293,11 @@ def protect(
                 failed += 1
             bar.advance(task)
     for src, dst, info in done:
-        before, after = info["before"][names[0]]["emotion"], (info["after_saved"][names[0]] or {}).get("emotion")
+        first = info["recognizers"][0]  # a .pt path's recognizer is named by the file's stem
+        before, after = info["before"][first]["emotion"], (info["after_saved"][first] or {}).get("emotion")
         mark = "fooled" if info["success_saved"] else "NOT fooled"
         out.print(
-            f"{src.name} -> {dst}: {names[0]} read {before} -> {after} ({mark}), SSIM {info['ssim']:.3f}, "
+            f"{src.name} -> {dst}: {first} read {before} -> {after} ({mark}), SSIM {info['ssim']:.3f}, "
             f"{info['seconds']:.1f}s",
             highlight=False,
             soft_wrap=True,
@@ -314,7 +315,7 @@ def _perturbation(path: Path | None, target: str | None, jpeg: int | None):
     try:
         up = UniversalPerturbation.load(path) if path else default_perturbation(target)
     except PerturbationError as exc:
-        fail(f"--perturbation: {exc}")
+        fail(f"--perturbation: {exc}" if path else str(exc))
     tgt = _parse_target(target)
     if tgt is not None and up.target != tgt:
         fail(f"--perturbation was learnt for {up.meta.get('target') or 'untargeted cloaking'}, not --target {target}")
@@ -362,7 +363,7 @@ def universal_train(
         crops = face_crops(load_dataset(data, "train"), recs[0], size, limit, seed)
     except EmocloakError as exc:
         fail(str(exc))
-    n_out = int(len(crops) * holdout)
+    n_out = round(len(crops) * holdout)
     if len(crops) - n_out < 1:
         fail(f"{data}: no training faces found")
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(crops)))

@@ -88,7 +88,8 @@ class UniversalPerturbation:
         if not 0 < eps <= MAX_EPS:
             raise ValueError(f"eps={eps} out of range (0, {MAX_EPS:.4f}]; it is in [0, 1] units, e.g. 8/255")
         delta = (self.delta * (eps / self.eps)).clamp(-eps, eps)
-        return replace(self, delta=delta, meta={**self.meta, "eps": eps * 255, "rescaled_from": self.meta["eps"]})
+        meta = {**self.meta, "eps": round(eps * 255, 6), "rescaled_from": self.meta["eps"]}
+        return replace(self, delta=delta, meta=meta)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -270,7 +271,7 @@ def learn_universal(
     meta = {
         "format": 1,
         "recognizers": [r.name for r in recs],
-        "eps": eps * 255,
+        "eps": round(eps * 255, 6),
         "target": None if tgt is None else LABELS[tgt],
         "size": int(crops.shape[-1]),
         "data": data,

@@ -1,0 +1,100 @@
+"""Learn the shipped universal perturbations (untargeted + one per label) on training faces only.
+
+    python scripts/train_universal.py --data ../shared/data --recognizers cnn --eps 8 --steps 1000 \
+        --out-dir src/emocloak/recognizers/weights
+
+Training faces: FER+ train (48x48, upsampled to --size) and TCCE train photos (largest face
+found by the first recognizer, cropped and resized to --size). Success is measured on FER+
+valid, never trained on, and stored in each file's metadata. Writes universal_<target>.pt
+and a universal_<target>.json beside it (metadata, command, timing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emocloak.attacks.evasion.universal import face_crops, learn_universal
+from emocloak.data.datasets import load_manifest
+from emocloak.data.ferplus import load_ferplus
+from emocloak.labels import LABELS, label_index
+from emocloak.recognizers.registry import WEIGHTS, load_recognizer
+
+
+def _targets(spec: str) -> list[str | None]:
+    if spec == "all":
+        return [None, *LABELS]
+    return [None if t == "untargeted" else LABELS[label_index(t)] for t in spec.split(",")]
+
+
+def _training_crops(data: Path, rec, size: int, n_faces: int | None, seed: int) -> tuple[torch.Tensor, str]:
+    fer, tcce = load_ferplus(data / "ferplus", "train"), load_manifest(data / "tcce" / "manifest.csv", "train")
+    n_fer = n_tcce = None
+    if n_faces is not None:
+        n_fer = round(n_faces * len(fer) / (len(fer) + len(tcce)))
+        n_tcce = n_faces - n_fer
+    a, b = face_crops(fer, rec, size, n_fer, seed), face_crops(tcce, rec, size, n_tcce, seed)
+    return torch.cat([a, b]), f"FER+ train ({len(a)} faces) + TCCE train ({len(b)} photos' faces by {rec.name})"
+
+
+def _holdout(data: Path, n: int | None, seed: int) -> np.ndarray:
+    valid = load_ferplus(data / "ferplus", "valid")
+    if n is not None and n < len(valid):
+        valid = valid.subset(np.sort(np.random.default_rng(seed).choice(len(valid), n, replace=False)))
+    return np.repeat(valid.images[..., None], 3, axis=3)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with ferplus/ and tcce/")
+    p.add_argument("--recognizers", default="cnn", help="comma-separated; the first also finds TCCE faces")
+    p.add_argument("--eps", type=float, default=8, help="L-inf budget in /255")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--size", type=int, default=64, help="side of the learnt square delta")
+    p.add_argument("--targets", default="all", help="all, or comma-separated labels and/or 'untargeted'")
+    p.add_argument("--out-dir", type=Path, default=WEIGHTS)
+    p.add_argument("--n-faces", type=int, default=None, help="random subset of training faces (default all)")
+    p.add_argument("--n-holdout", type=int, default=None, help="random subset of FER+ valid (default all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jpeg", type=int, default=None, help="learn through JPEG at this quality (BPDA)")
+    p.add_argument("--quality-weight", type=float, default=0.0, help="weight of 1 - SSIM")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    recs = [load_recognizer(n) for n in a.recognizers.split(",")]
+    crops, about = _training_crops(a.data, recs[0], a.size, a.n_faces, a.seed)
+    holdout = _holdout(a.data, a.n_holdout, a.seed)
+    print(f"{about}; hold-out: {len(holdout)} FER+ valid faces")
+    for target in _targets(a.targets):
+        t0 = time.time()
+        up = learn_universal(
+            recs,
+            crops,
+            a.eps / 255,
+            target,
+            steps=a.steps,
+            batch_size=a.batch_size,
+            jpeg_quality=a.jpeg,
+            quality_weight=a.quality_weight,
+            seed=a.seed,
+            holdout=holdout,
+            data=about,
+        )
+        out = up.save(a.out_dir / f"universal_{target or 'untargeted'}.pt")
+        meta = {**up.meta, "command": " ".join(["python", *sys.argv]), "wall_seconds": round(time.time() - t0, 1)}
+        out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        h = up.meta["holdout"]
+        rates = ", ".join(f"{n} {v:.1%}" for n, v in h["success"].items())
+        jpeg = ", ".join(f"{n} {v:.1%}" for n, v in h.get("success_after_jpeg", {}).items())
+        print(f"{out}: success on FER+ valid {rates}" + (f"; after JPEG {a.jpeg}: {jpeg}" if jpeg else ""))
+
+
+if __name__ == "__main__":
+    main()
