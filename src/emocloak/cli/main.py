@@ -31,6 +31,11 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def skipped(exc: Exception) -> None:
+    """A per-file problem: reported on one line, the rest of the batch goes on."""
+    err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
 def _recognizer(name: str) -> emocloak.Recognizer:
     try:
         return emocloak.load_recognizer(name)
@@ -66,7 +71,7 @@ def predict(
             rgb = load_rgb(path)
             found = [(None, rec.predict_crops([rgb])[0])] if cropped else rec.predict_faces(rgb, source=str(path))
         except EmocloakError as exc:
-            err.print(f"[yellow]skipped:[/] {exc}", highlight=False)
+            skipped(exc)
             failed += 1
             continue
         for i, (face, p) in enumerate(found):
@@ -289,7 +294,7 @@ def protect(
                 )
                 done.append((src, dst, info))
             except EmocloakError as exc:
-                err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                skipped(exc)
                 failed += 1
             bar.advance(task)
     for src, dst, info in done:
@@ -390,5 +395,5 @@ def main() -> None:
     try:
         app()
     except EmocloakError as exc:
-        err.print(f"error: {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -42,7 +42,8 @@ def open_image(source: str | Path | bytes) -> Image.Image:
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # our own MAX_PIXELS check below replaces Pillow's warning; its hard limit stays
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(stream)
             w, h = im.size
             if w * h > MAX_PIXELS:
@@ -55,7 +56,7 @@ def open_image(source: str | Path | bytes) -> Image.Image:
         raise
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: too many pixels to load safely") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: damaged or truncated image ({exc})") from exc
