@@ -81,13 +81,14 @@ def report(rows: dict[str, dict[str, float]], n: int, command: str, seconds: flo
         "(dynamic-range int8) on fer's own preprocessing (cv2.resize 48->64, /255, (x-0.5)*2).",
         "Mean abs prob diff: mean over faces and fer's 7 classes of |p_port - p_tflite|.",
         "",
-        "| port path | top-1 agreement | mean abs prob diff | max abs prob diff "
-        "| port acc. | TFLite acc. |",
+        "| port path | top-1 agreement | mean abs prob diff | max abs prob diff | port acc. | TFLite acc. |",
         "|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['agree']:.4f} | {r['mean_abs']:.5f} | {r['max_abs']:.4f} "
-                     f"| {r['acc_port']:.4f} | {r['acc_ref']:.4f} |")
+        lines.append(
+            f"| {name} | {r['agree']:.4f} | {r['mean_abs']:.5f} | {r['max_abs']:.4f} "
+            f"| {r['acc_port']:.4f} | {r['acc_ref']:.4f} |"
+        )
     lines += [
         "",
         "`Recognizer` = `load_fer().predict_proba(rgb_faces, detect=False)` (float gray, torch bilinear);",

