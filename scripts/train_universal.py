@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jpeg", type=int, default=None, help="learn through JPEG at this quality (BPDA)")
     p.add_argument("--quality-weight", type=float, default=0.0, help="weight of 1 - SSIM")
+    p.add_argument("--ce-weight", type=float, default=0.1, help="weight of the label term (0: features only)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -83,6 +84,7 @@ def main() -> None:
             batch_size=a.batch_size,
             jpeg_quality=a.jpeg,
             quality_weight=a.quality_weight,
+            ce_weight=a.ce_weight,
             seed=a.seed,
             holdout=holdout,
             data=about,

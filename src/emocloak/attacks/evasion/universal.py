@@ -9,7 +9,9 @@ Design choices:
   |delta| <= eps holds at any size, and on a 48x48 face the model sees exactly what training saw.
 * Untargeted loss: cosine similarity between the features of x + delta and of x, averaged over
   recognizers (cosine is scale-free, so no recognizer dominates). It has zero gradient at
-  delta = 0, hence a seeded uniform start in the eps ball.
+  delta = 0, hence a seeded uniform start in the eps ball. Plus `ce_weight` * a hinge on the
+  clean class's logit margin (zero once a face is misread): features alone plateaued at 38% on
+  FER+ valid (eps 8, 300 steps), the hinge keeps pushing on the faces not yet fooled.
 * Targeted loss: 1 - cosine to the target class's feature centroid (mean features of training
   crops read as the target; probability-weighted mean over all crops when fewer than
   MIN_CENTROID are), plus `ce_weight` * cross-entropy toward the target on the logits, which
@@ -23,6 +25,7 @@ Design choices:
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -34,7 +37,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim
 from rich.progress import Progress
 
-from emocloak.attacks.base import Attack, paste
+from emocloak.attacks.base import Attack, paste, require_gradient
 from emocloak.data.datasets import PhotoSet
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.images import load_rgb
@@ -48,6 +51,7 @@ from emocloak.recognizers.registry import WEIGHTS
 DEFAULT_SIZE = 64
 MIN_CENTROID = 16  # fewer training crops read as the target than this: use the probability-weighted centroid
 MAX_EPS = 64 / 255
+UNTARGETED_KAPPA = 1.0  # logit margin past the boundary before a face stops counting in the untargeted hinge
 
 
 class PerturbationError(EmocloakError):
@@ -198,18 +202,27 @@ def _loss(
     x: torch.Tensor,
     seen: torch.Tensor,
     refs: Sequence[torch.Tensor],
+    clean: Sequence[torch.Tensor],
     target: int | None,
     ce_weight: float,
 ) -> torch.Tensor:
-    """Mean over recognizers of cos(f(seen), ref) (untargeted: minimise) or 1 - cos to the centroid (+ CE)."""
+    """Mean over recognizers of the feature term plus `ce_weight` * a label term.
+
+    Untargeted: cos(f(seen), f(x)) plus the hinge on the clean class's logit margin, which is
+    zero once a face is misread, so the pattern keeps working on the faces it does not fool yet.
+    Targeted: 1 - cos to the target centroid plus cross-entropy toward the target.
+    """
     total = x.new_zeros(())
-    for rec, ref in zip(recs, refs, strict=True):
+    for rec, ref, c in zip(recs, refs, clean, strict=True):
         cos = F.cosine_similarity(rec.features(seen), ref, dim=1).mean()
+        logits = rec.logits(seen)
         if target is None:
-            total = total + cos
+            others = logits.scatter(1, c[:, None], -torch.inf).amax(1)
+            hinge = F.relu(logits.gather(1, c[:, None])[:, 0] - others + UNTARGETED_KAPPA).mean()
+            total = total + cos + ce_weight * hinge
         else:
             goal = torch.full((len(x),), target, dtype=torch.long)
-            total = total + (1 - cos) + ce_weight * F.cross_entropy(rec.logits(seen), goal)
+            total = total + (1 - cos) + ce_weight * F.cross_entropy(logits, goal)
     return total / len(recs)
 
 
@@ -234,6 +247,8 @@ def learn_universal(
     eps (and lr, default eps/10) are in [0, 1] pixel units, as for PGD; the file records eps in /255.
     `holdout`: (N, H, W, 3) uint8 faces never trained on, whose success rate goes into the metadata.
     """
+    for rec in recs:
+        require_gradient(rec)
     if not 0 < eps <= MAX_EPS:
         raise ValueError(f"eps={eps} out of range (0, {MAX_EPS:.4f}]; it is in [0, 1] units, e.g. 8/255")
     if crops.dim() != 4 or crops.shape[1] != 3 or crops.shape[2] != crops.shape[3] or not len(crops):
@@ -246,6 +261,7 @@ def learn_universal(
     opt = torch.optim.Adam([delta], lr=lr or eps / 10)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     order, pos = torch.randperm(len(crops), generator=gen), 0
+    t0 = time.perf_counter()
     with Progress(disable=not progress, transient=True) as bar:
         name = f"universal {'untargeted' if tgt is None else LABELS[tgt]}"
         task = bar.add_task(name, total=steps)
@@ -258,7 +274,7 @@ def learn_universal(
             x_adv = (x + delta).clamp(0, 1)
             seen = _bpda_jpeg(x_adv, jpeg_quality) if jpeg_quality else x_adv
             refs = [f[idx] for f, _ in reads] if tgt is None else [c[None] for c, _ in centroids or []]
-            loss = _loss(recs, x, seen, refs, tgt, ce_weight)
+            loss = _loss(recs, x, seen, refs, [p[idx].argmax(1) for _, p in reads], tgt, ce_weight)
             if quality_weight:
                 loss = loss + quality_weight * (1 - ssim(x_adv, x, data_range=1.0))
             opt.zero_grad()
@@ -278,12 +294,13 @@ def learn_universal(
         "n_train": len(crops),
         "seed": seed,
         "steps": steps,
+        "train_seconds": round(time.perf_counter() - t0, 1),
         "batch_size": batch_size,
         "lr": lr or eps / 10,
         "jpeg_quality": jpeg_quality,
         "quality_weight": quality_weight,
-        "ce_weight": ce_weight if tgt is not None else 0.0,
-        "loss": "feature cosine to clean (minimised)" if tgt is None else "1 - feature cosine to target centroid + CE",
+        "ce_weight": ce_weight,
+        "loss": "feature cosine to clean + margin hinge" if tgt is None else "1 - feature cosine to target centroid + CE",
         "centroid": None if centroids is None else {r.name: how for r, (_, how) in zip(recs, centroids, strict=True)},
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "version": _version(),
