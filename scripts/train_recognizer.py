@@ -10,12 +10,11 @@ and the FER+ test accuracy at the end. Resumes from OUT.ckpt if interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from emocloak.data.ferplus import load_ferplus
-from emocloak.training import TrainConfig, accuracy, train
+from emocloak.training import TrainConfig, record_run, train
 
 
 def main() -> None:
@@ -33,15 +32,15 @@ def main() -> None:
     t0 = time.time()
     tr, va, te = (load_ferplus(a.data, s) for s in ("train", "valid", "test"))
     model = train(cfg, tr, va, a.out)
-    meta = json.loads(a.out.with_suffix(".json").read_text())
-    meta.update(
-        test_acc=accuracy(model, te),
-        valid_acc=accuracy(model, va),
+    meta = record_run(
+        a.out,
+        model,
+        va,
+        te,
         wall_seconds=time.time() - t0,
         data="FER+ train (fer2013new.csv, majority protocol)",
         command=" ".join(["python", *__import__("sys").argv]),
     )
-    a.out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     print(f"FER+ test accuracy {meta['test_acc']:.4f} (valid {meta['valid_acc']:.4f}), {meta['wall_seconds']:.0f}s")
 
 

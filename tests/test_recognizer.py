@@ -56,7 +56,10 @@ def test_models_with_fewer_classes_map_by_name():
 
 
 def test_unknown_recognizer_lists_valid_names():
-    with pytest.raises(ValueError, match="valid: cnn, resnet, fer"):
+    from emocloak.recognizers.registry import available
+
+    assert {"cnn", "resnet", "fer", "landmarks"} <= set(available())
+    with pytest.raises(ValueError, match="valid: " + ", ".join(available())):
         emocloak.load_recognizer("nope")
 
 

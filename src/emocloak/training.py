@@ -1,7 +1,11 @@
 """Training recognizers on pre-cropped faces: soft (vote) labels, batched augmentation, resumable.
 
-The loop takes an optional `adversary` hook so that defences (PGD-AT, FAAT) reuse it
-unchanged: the hook maps a clean batch to the batch the model is trained on.
+The loop takes hooks so that defences (PGD-AT, FAAT, see `emocloak.defences`) reuse it
+unchanged: `adversary` maps a clean batch to the batch the model is trained on,
+`objective` turns (clean batch, trained-on batch, labels) into the loss, and `aux`
+carries per-face extra channels (attention masks) that follow the images through
+the same random geometric augmentation. `cfg.extra["init"]` starts from saved weights
+(fine-tuning).
 """
 
 from __future__ import annotations
@@ -42,7 +46,11 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random affine (rotate, scale, shift), flip, brightness/contrast and erasing, on a whole batch."""
+    """Random affine (rotate, scale, shift), flip, brightness/contrast and erasing, on a whole batch.
+
+    Channel 0 is the image. Further channels (e.g. attention masks) get the same geometric
+    transform and nothing else, so a mask stays aligned with its augmented face.
+    """
     n = x.shape[0]
 
     def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
@@ -57,6 +65,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    x, aux = x[:, :1], x[:, 1:]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * u(0.7, 1.3).view(n, 1, 1, 1) + mean + u(-0.15, 0.15).view(n, 1, 1, 1)
     # random erasing: one box of up to a quarter of the face on half the batch
@@ -68,7 +77,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     in_cols = (cols >= x0.view(n, 1, 1)) & (cols < (x0 + bw).view(n, 1, 1))
     box = in_rows & in_cols & (torch.rand(n, generator=gen) < 0.5).view(n, 1, 1)
     x = torch.where(box.unsqueeze(1), torch.rand(n, 1, 1, 1, generator=gen), x)
-    return x.clamp_(0, 1)
+    return torch.cat([x.clamp_(0, 1), aux], 1)
 
 
 @torch.no_grad()
@@ -79,7 +88,19 @@ def accuracy(model: nn.Module, data: FaceSet, batch: int = 512) -> float:
     return float((pred.numpy() == data.labels).mean())
 
 
-Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (model, augmented clean batch, soft labels, augmented aux channels or None) -> the batch to train on
+Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+# (model, clean batch, trained-on batch, soft labels) -> loss
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def soft_cross_entropy(logits: torch.Tensor, y_soft: torch.Tensor) -> torch.Tensor:
+    return -(y_soft * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+def standard_objective(model: nn.Module, x: torch.Tensor, x_train: torch.Tensor, y_soft: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the batch trained on (the clean batch unless an adversary replaced it)."""
+    return soft_cross_entropy(model(x_train), y_soft)
 
 
 def train(
@@ -89,12 +110,21 @@ def train(
     out: Path,
     adversary: Adversary | None = None,
     log: Callable[[str], None] = print,
+    objective: Objective = standard_objective,
+    aux: torch.Tensor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FaceNet:
-    """Train and write `out` (weights + meta); resumes from `out`.ckpt if it exists."""
+    """Train and write `out` (weights + meta); resumes from `out`.ckpt if it exists.
+
+    aux: (N, C, H, W) float channels per training face, augmented with it and handed to the adversary.
+    progress: called after every batch with (batches done, batches in all epochs).
+    """
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = FaceNet(cfg.arch, width=cfg.width)
+    if cfg.extra.get("init"):
+        model.load_state_dict(torch.load(cfg.extra["init"], map_location="cpu", weights_only=True)["state_dict"])
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train_set) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.2)
@@ -119,16 +149,19 @@ def train(
         total = 0.0
         for i in range(steps):
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb, yb = augment(x_all[idx], gen), y_soft[idx]
-            if adversary is not None:
-                xb = adversary(model, xb, yb, idx)
-                model.train()
-            loss = -(yb * F.log_softmax(model(xb), 1)).sum(1).mean()
+            xb, yb = x_all[idx], y_soft[idx]
+            xb = augment(xb if aux is None else torch.cat([xb, aux[idx]], 1), gen)
+            xb, ab = xb[:, :1], (None if aux is None else xb[:, 1:])
+            x_train = xb if adversary is None else adversary(model, xb, yb, ab)
+            model.train()
+            loss = objective(model, xb, x_train, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item()
+            if progress is not None:
+                progress(epoch * steps + i + 1, cfg.epochs * steps)
         elapsed += time.time() - t0
         acc = accuracy(model, valid_set)
         history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": acc, "seconds": elapsed})
@@ -146,6 +179,17 @@ def train(
         torch.save(state, ckpt)
     save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed})
     return model
+
+
+def record_run(out: Path, model: FaceNet, valid_set: FaceSet, test_set: FaceSet | None = None, **extra: object) -> dict:
+    """Add held-out accuracy and provenance (command, data, wall time...) to the .json beside the weights."""
+    path = out.with_suffix(".json")
+    meta = json.loads(path.read_text())
+    if test_set is not None:
+        meta["test_acc"] = accuracy(model, test_set)
+    meta.update(valid_acc=accuracy(model, valid_set), **extra)
+    path.write_text(json.dumps(meta, indent=2))
+    return meta
 
 
 def save_weights(model: FaceNet, out: Path, meta: dict) -> None:

@@ -42,10 +42,20 @@ def predictions(rec: Recognizer, images: Sequence[np.ndarray], detect: bool) -> 
     return np.where(np.isnan(probs).any(1), -1, np.nan_to_num(probs).argmax(1))
 
 
+def require_gradient(rec: Recognizer) -> None:
+    """Refuse, in words users can act on, a recognizer with no gradient (the landmark pipeline)."""
+    if not getattr(rec, "differentiable", True):
+        raise AttackSpecError(
+            f"recognizer {rec.name} has no gradient: craft on another recognizer with --transfer-to, "
+            "or use a black-box attack such as square or filters"
+        )
+
+
 class Attack(ABC):
     """Base class: subclasses implement `perturb`; `__call__` does the timing and the judging."""
 
     name = "attack"
+    needs_gradient = False  # white-box attacks set True: recognizers with differentiable=False are refused
 
     def __init__(self, seed: int | None = 0) -> None:
         self.seed = seed
@@ -70,6 +80,8 @@ class Attack(ABC):
         detect: bool = True,
         labels: Sequence[int] | None = None,
     ) -> AttackOutput:
+        if self.needs_gradient:
+            require_gradient(rec)
         images = [as_rgb(im) for im in images]
         if self.seed is not None:
             torch.manual_seed(self.seed)
@@ -113,7 +125,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 class CropAttack(Attack):
-    """White-box attacks: craft on the face crop through `rec.logits`, then paste into the photo.
+    """Attacks on the face crop through `rec.logits` (its gradient, or only its scores), pasted into the photo.
 
     Crops of equal size are batched (all FER+ faces are 48x48); photos' crops differ in
     size and go one by one.
@@ -129,6 +141,12 @@ class CropAttack(Attack):
     def queries_per_image(self) -> int:
         return 1
 
+    def craft_counted(
+        self, rec: Recognizer, x: torch.Tensor, y: torch.Tensor, targeted: bool
+    ) -> tuple[torch.Tensor, list[int]]:
+        """`craft` plus the queries each crop cost; attacks that stop early per crop override this."""
+        return self.craft(rec, x, y, targeted), [self.queries_per_image] * len(x)
+
     def perturb(self, rec, images, clean, target, detect):
         crops: list[np.ndarray | None] = []
         boxes: list[Box | None] = []
@@ -140,6 +158,7 @@ class CropAttack(Attack):
             crops.append(c)
             boxes.append(b)
         adv = list(images)
+        queries = [0] * len(images)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, c in enumerate(crops):
             if c is not None:
@@ -149,10 +168,10 @@ class CropAttack(Attack):
                 chunk = idx[s : s + self.batch_size]
                 x = torch.cat([to_tensor(crops[i]) for i in chunk])
                 goal = clean[chunk] if target is None else np.full(len(chunk), target)
-                x_adv = self.craft(rec, x, torch.as_tensor(goal, dtype=torch.long), target is not None)
+                x_adv, used = self.craft_counted(rec, x, torch.as_tensor(goal, dtype=torch.long), target is not None)
                 for j, i in enumerate(chunk):
                     adv[i] = paste(images[i], boxes[i], to_uint8(x_adv[j : j + 1]))
-        queries = [self.queries_per_image if c is not None else 0 for c in crops]
+                    queries[i] = used[j]
         return adv, queries, [{} for _ in images]
 
 

@@ -61,6 +61,16 @@ def _fgsm(eps: float = 8, seed: int = 0) -> FGSM:
     return FGSM(eps=_linf(eps, "eps"), seed=seed)
 
 
+def _square(eps: float = 8, queries: int = 1000, p: float = 0.05, seed: int = 0) -> Attack:
+    from emocloak.attacks.evasion.square import Square
+
+    if not isinstance(queries, int) or isinstance(queries, bool) or queries < 1:
+        raise AttackSpecError(f"queries must be a whole number >= 1, got {queries!r}")
+    if not isinstance(p, int | float) or isinstance(p, bool) or not 0 < p <= 1:
+        raise AttackSpecError(f"p={p} out of range: the share of pixels the first squares cover, 0 < p <= 1")
+    return Square(eps=_linf(eps, "eps"), queries=queries, p=float(p), seed=seed)
+
+
 def _filters(
     chain: int = 3,
     pop: int = 10,
@@ -116,6 +126,14 @@ ATTACKS: dict[str, AttackInfo] = {
             "alpha": "step size, same units as eps (default 2.5*eps/steps)",
             "norm": "inf or 2 (default inf)",
             "random_start": "true/false (default true)",
+        },
+    ),
+    "square": AttackInfo(
+        _square,
+        {
+            "eps": "L-inf budget in /255 (default 8)",
+            "queries": "score queries per face, early stop once fooled (default 1000)",
+            "p": "share of the crop the first random squares cover; shrinks on the paper's schedule (default 0.05)",
         },
     ),
     "filters": AttackInfo(

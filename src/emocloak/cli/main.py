@@ -69,7 +69,11 @@ def predict(
     for path in files:
         try:
             rgb = load_rgb(path)
-            found = [(None, rec.predict_crops([rgb])[0])] if cropped else rec.predict_faces(rgb, source=str(path))
+            found = (
+                [(None, rec.predict_proba([rgb], detect=False, names=[str(path)])[0])]
+                if cropped
+                else rec.predict_faces(rgb, source=str(path))
+            )
         except EmocloakError as exc:
             skipped(exc)
             failed += 1
@@ -389,6 +393,101 @@ def universal_train(
     rates = (up.meta.get("holdout") or {}).get("success", {})
     scores = ", ".join(f"{n} {v:.1%}" for n, v in rates.items()) or "no hold-out"
     out.print(f"wrote {out_file}: success on {n_out} held-out faces: {scores}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def train(
+    defence: Annotated[str, typer.Option("--defence", "-d", help="standard, pgd-at or faat.")],
+    data: Annotated[Path, typer.Option("--data", help="Face crops with train/valid splits: FER+ folder, fer2013.csv.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Weights to write (.pt); OUT.ckpt makes it resumable.")],
+    init: Annotated[
+        Path | None, typer.Option("--init", help="Start from these weights (.pt), e.g. the shipped cnn's: fine-tuning.")
+    ] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training faces.")] = 28,
+    lr: Annotated[float, typer.Option("--lr", min=0, help="Peak learning rate (one-cycle schedule).")] = 0.1,
+    eps: Annotated[float | None, typer.Option("--eps", help="Training attack's L-inf budget in /255 [4].")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="PGD steps of the training attack [2].")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="PGD step in /255 [eps/2].")] = None,
+    freq_weight: Annotated[float | None, typer.Option("--freq-weight", help="FAAT: frequency loss weight [2].")] = None,
+    freq_radius: Annotated[int | None, typer.Option("--freq-radius", help="FAAT: low-pass radius [2].")] = None,
+    mask_floor: Annotated[
+        float | None, typer.Option("--mask-floor", help="FAAT: attention off the face regions, 1 = no mask [0.25].")
+    ] = None,
+    mask_sigma: Annotated[float | None, typer.Option("--mask-sigma", help="FAAT: mask edge blur, pixels [2].")] = None,
+    arch: Annotated[str, typer.Option("--arch", help="vgg or resnet (taken from --init if given).")] = "vgg",
+    width: Annotated[int, typer.Option("--width", min=4, help="Base width (taken from --init if given).")] = 24,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Faces per batch.")] = 128,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Random subset of N training faces.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the subset, augmentation and attack starts.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Train a recognizer with a defence (standard, PGD adversarial training, FAAT); resumes an interrupted run."""
+    import time
+
+    from rich.progress import Progress
+
+    from emocloak.data.datasets import load_dataset
+    from emocloak.data.ferplus import FaceSet
+    from emocloak.defences.recipes import DefenceConfig, cli_command, train_defence, training_faces
+    from emocloak.training import TrainConfig, record_run
+
+    given = dict(eps=eps, steps=steps, alpha=alpha, freq_weight=freq_weight, freq_radius=freq_radius)
+    given |= dict(mask_floor=mask_floor, mask_sigma=mask_sigma)
+    try:
+        d = DefenceConfig(defence, **{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        fail(str(exc))
+    if out_file.suffix != ".pt":
+        fail(f"--out {out_file}: weights are written as a .pt file")
+    if init is not None:
+        arch, width = _init_arch(init)
+    t0 = time.time()
+    try:
+        tr, masks = training_faces(data, d, limit, seed)
+        va = load_dataset(data, "valid")
+    except EmocloakError as exc:
+        fail(str(exc))
+    if not isinstance(va, FaceSet) or len(va) == 0:
+        fail(f"--data {data}: no validation faces (a FER+ folder or fer2013.csv has them)")
+    cfg = TrainConfig(arch, width, epochs, batch_size, lr, seed=seed, threads=threads, soft_labels=tr.votes is not None)
+    if init is not None:
+        cfg.extra["init"] = str(init)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(f"{defence} training", total=None)
+        try:
+            model = train_defence(
+                d,
+                cfg,
+                tr,
+                va,
+                out_file,
+                masks,
+                log=lambda m: bar.console.print(m, highlight=False),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except ValueError as exc:  # e.g. a checkpoint of another configuration at OUT.ckpt
+            fail(str(exc))
+    meta = record_run(
+        out_file,
+        model,
+        va,
+        wall_seconds=time.time() - t0,
+        data=f"{data} (train split, {len(tr)} faces)",
+        command=cli_command(d, cfg, data, out_file, limit),
+    )
+    out.print(f"wrote {out_file}: validation accuracy {meta['valid_acc']:.1%}", highlight=False, soft_wrap=True)
+
+
+def _init_arch(path: Path) -> tuple[str, int]:
+    """Architecture and width of a FaceNet checkpoint, or one clear error."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return ckpt["arch"], int(ckpt["width"])
+    except (OSError, KeyError, TypeError, RuntimeError, ValueError) as exc:
+        fail(f"--init {path}: not a FaceNet weights file ({exc})")
+        raise  # unreachable
 
 
 def main() -> None:

@@ -50,6 +50,9 @@ def dlib_faces(image: np.ndarray) -> list[Face]:
 class Recognizer:
     """A face-emotion classifier behind the common interface (see module docstring)."""
 
+    # False where no gradient reaches the pixels (the landmark pipeline): white-box attacks refuse it.
+    differentiable: bool = True
+
     def __init__(
         self,
         name: str,

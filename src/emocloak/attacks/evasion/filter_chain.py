@@ -46,16 +46,15 @@ def jpeg_batch(x: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def margin(logp: torch.Tensor, ref: int, target: int | None) -> torch.Tensor:
+def margin(logp: torch.Tensor, ref: int | torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
     """Graded objective on log-probabilities, negative exactly when fooled.
 
     Untargeted: log p[ref] - max other; targeted: max other - log p[target]. Log space keeps
-    a slope on confident faces, where probabilities saturate near 1.
+    a slope on confident faces, where probabilities saturate near 1. ref and target are one
+    class for all rows or one per row.
     """
-    goal = ref if target is None else target
-    others = logp.clone()
-    others[:, goal] = -torch.inf
-    gap = logp[:, goal] - others.max(1).values
+    goal = torch.as_tensor(ref if target is None else target, device=logp.device).expand(len(logp))[:, None]
+    gap = logp.gather(1, goal)[:, 0] - logp.scatter(1, goal, -torch.inf).max(1).values
     return gap if target is None else -gap
 
 

@@ -1,6 +1,12 @@
-"""Projected gradient descent (Madry et al. 2018), L-inf or L2, random start, (un)targeted."""
+"""Projected gradient descent (Madry et al. 2018), L-inf or L2, random start, (un)targeted.
+
+`pgd_perturb` is the one PGD loop: the attack below runs it on a recognizer, and the
+adversarial-training defences run it on the model being trained.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +19,51 @@ def _l2(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
 
 
+def _project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    if norm == "inf":
+        return delta.clamp(-eps, eps)
+    return delta * (eps / _l2(delta)).clamp(max=1.0)
+
+
+def _start(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    if norm == "inf":
+        return torch.empty_like(x).uniform_(-eps, eps)
+    d = torch.randn_like(x)
+    r = torch.rand(len(x), *([1] * (x.dim() - 1)))
+    return d / _l2(d) * eps * r
+
+
+def pgd_perturb(
+    logits: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "inf",
+    random_start: bool = True,
+    targeted: bool = False,
+    step_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Adversarial x within the eps-ball (L-inf or L2) and [0, 1], by `steps` ascent steps on cross-entropy.
+
+    y: class indices, or class probabilities (soft labels, as training uses). step_weight (broadcast to x,
+    e.g. a facial attention mask) scales each pixel's step, so the attack spends its effort where the
+    weight is high; the ball itself is unchanged, so the threat model stays the plain eps-ball.
+    """
+    delta = ((x + _start(x, eps, norm)).clamp(0, 1) - x).detach() if random_start else torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = F.cross_entropy(logits(x + delta), y)
+        (grad,) = torch.autograd.grad(-loss if targeted else loss, delta)
+        step = grad.sign() if norm == "inf" else grad / _l2(grad)
+        if step_weight is not None:
+            step = step * step_weight
+        delta = _project(delta.detach() + alpha * step, eps, norm)
+        delta = (x + delta).clamp(0, 1) - x
+    return (x + delta).detach()
+
+
 class PGD(CropAttack):
     """eps and alpha are in [0, 1] pixel units (the CLI takes L-inf values in /255).
 
@@ -21,6 +72,7 @@ class PGD(CropAttack):
     """
 
     name = "pgd"
+    needs_gradient = True
 
     def __init__(
         self,
@@ -41,27 +93,5 @@ class PGD(CropAttack):
     def queries_per_image(self) -> int:
         return self.steps
 
-    def _project(self, delta: torch.Tensor) -> torch.Tensor:
-        if self.norm == "inf":
-            return delta.clamp(-self.eps, self.eps)
-        return delta * (self.eps / _l2(delta)).clamp(max=1.0)
-
-    def _start(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.random_start:
-            return torch.zeros_like(x)
-        if self.norm == "inf":
-            return torch.empty_like(x).uniform_(-self.eps, self.eps)
-        d = torch.randn_like(x)
-        r = torch.rand(len(x), *([1] * (x.dim() - 1)))
-        return d / _l2(d) * self.eps * r
-
     def craft(self, rec: Recognizer, x: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
-        delta = ((x + self._start(x)).clamp(0, 1) - x).detach()
-        for _ in range(self.steps):
-            delta.requires_grad_(True)
-            loss = F.cross_entropy(rec.logits(x + delta), y)
-            (grad,) = torch.autograd.grad(-loss if targeted else loss, delta)
-            step = grad.sign() if self.norm == "inf" else grad / _l2(grad)
-            delta = self._project(delta.detach() + self.alpha * step)
-            delta = (x + delta).clamp(0, 1) - x
-        return (x + delta).detach()
+        return pgd_perturb(rec.logits, x, y, self.eps, self.alpha, self.steps, self.norm, self.random_start, targeted)

@@ -300,7 +300,9 @@ def learn_universal(
         "jpeg_quality": jpeg_quality,
         "quality_weight": quality_weight,
         "ce_weight": ce_weight,
-        "loss": "feature cosine to clean + margin hinge" if tgt is None else "1 - feature cosine to target centroid + CE",
+        "loss": "feature cosine to clean + margin hinge"
+        if tgt is None
+        else "1 - feature cosine to target centroid + CE",
         "centroid": None if centroids is None else {r.name: how for r, (_, how) in zip(recs, centroids, strict=True)},
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "version": _version(),

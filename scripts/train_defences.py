@@ -1,0 +1,107 @@
+"""Train the models of the defence benchmark and the shipped `cnn-faat`: adversarial fine-tuning of `cnn`.
+
+    python scripts/train_defences.py [--epochs 1] [--arms standard pgd-at faat faat-mask faat-freq] [--ship]
+
+Every arm starts from the shipped `cnn` weights (VGG w24, FER+ test 82.5%) and runs the same
+schedule (epochs, one-cycle lr, batch, seed, augmentation), so the arms differ only in the
+defence (see docs/design.md, "FAAT", for why fine-tuning and not training from scratch):
+
+* standard:  fine-tuning on augmented clean faces (the control: same extra training, no attack);
+* pgd-at:    Madry PGD adversarial training, L-inf eps, `steps` steps of eps/2 from a random start;
+* faat:      attention-weighted PGD (same eps, steps, mean step) + the frequency loss;
+* faat-mask: ablation, attention-weighted PGD only (frequency weight 0);
+* faat-freq: ablation, frequency loss only (flat mask: plain PGD).
+
+Run from the repository root. Writes runs/defences/<arm>.pt with its .json (config, per-epoch history, FER+ valid/test
+accuracy, seconds, command) and a resumable .ckpt; rerunning skips finished arms. --ship
+copies the faat arm to src/emocloak/recognizers/weights/cnn-faat.pt and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from emocloak.data.ferplus import load_ferplus
+from emocloak.defences.recipes import DefenceConfig, cli_command, train_defence, training_faces
+from emocloak.recognizers.registry import WEIGHTS
+from emocloak.training import TrainConfig, record_run
+
+ROOT = Path(__file__).resolve().parents[1]
+INIT = WEIGHTS / "cnn.pt"
+
+
+def arms(eps: float, steps: int) -> dict[str, DefenceConfig]:
+    faat = DefenceConfig("faat", eps=eps, steps=steps)
+    return {
+        "standard": DefenceConfig("standard"),
+        "pgd-at": DefenceConfig("pgd-at", eps=eps, steps=steps),
+        "faat": faat,
+        "faat-mask": replace(faat, freq_weight=0.0),
+        "faat-freq": replace(faat, mask_floor=1.0),
+    }
+
+
+def every(n: int):
+    t0 = time.time()
+
+    def report(done: int, total: int) -> None:
+        if done % n == 0 or done == total:
+            print(f"  batch {done}/{total} ({time.time() - t0:.0f}s)", flush=True)
+
+    return report
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/ferplus")
+    p.add_argument("--arms", nargs="+", default=["standard", "pgd-at", "faat", "faat-mask", "faat-freq"])
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--eps", type=float, default=4)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out-dir", type=Path, default=Path("runs/defences"))
+    p.add_argument("--ship", action="store_true", help="copy the faat arm to the package as cnn-faat")
+    a = p.parse_args()
+    if Path.cwd().resolve() != ROOT:
+        sys.exit(f"run from the repository root ({ROOT}): the records name paths relative to it")
+    configs = arms(a.eps, a.steps)
+    va, te = load_ferplus(a.data, "valid"), load_ferplus(a.data, "test")
+    for name in a.arms:
+        d, out = configs[name], a.out_dir / f"{name}.pt"
+        if out.is_file() and "test_acc" in json.loads(out.with_suffix(".json").read_text()):
+            print(f"{name}: done already ({out})")
+            continue
+        t0 = time.time()
+        cfg = TrainConfig(epochs=a.epochs, lr=a.lr, threads=a.threads, extra={"init": str(INIT.relative_to(ROOT))})
+        tr, masks = training_faces(a.data, d)
+        print(f"{name}: {cli_command(d, cfg, a.data, out)}", flush=True)
+        model = train_defence(d, cfg, tr, va, out, masks, progress=every(20))
+        meta = record_run(
+            out,
+            model,
+            va,
+            te,
+            wall_seconds=time.time() - t0,
+            data="FER+ train (fer2013new.csv, majority protocol); valid/test: FER+ valid/test",
+            command=" ".join(["python", *sys.argv]),
+            equivalent_cli=cli_command(d, cfg, a.data, out),
+        )
+        print(f"{name}: FER+ test {meta['test_acc']:.4f}, valid {meta['valid_acc']:.4f}, {meta['wall_seconds']:.0f}s")
+    if a.ship:
+        src, dst = a.out_dir / "faat.pt", WEIGHTS / "cnn-faat.pt"
+        shutil.copyfile(src, dst)
+        meta = json.loads(src.with_suffix(".json").read_text())
+        meta["shipped_as"] = "cnn-faat"
+        dst.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        print(f"shipped {dst}")
+
+
+if __name__ == "__main__":
+    main()

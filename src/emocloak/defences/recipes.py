@@ -1,0 +1,129 @@
+"""Which hooks each defence plugs into the one training loop (`emocloak.training.train`).
+
+* standard: no adversary, cross-entropy on augmented clean faces;
+* pgd-at: Madry PGD adversarial training in the L-inf eps ball;
+* faat: the same ball, PGD steps weighted by the facial attention mask, plus the frequency loss.
+  Its ablations are settings, not new defences: `freq_weight=0` is the mask alone,
+  `mask_floor=1` (a flat mask, which is then not even computed) is the frequency loss alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emocloak.data.datasets import load_dataset
+from emocloak.data.ferplus import FaceSet
+from emocloak.defences.adversarial_training import pgd_adversary
+from emocloak.defences.faat import DEFAULT_RADIUS, DEFAULT_WEIGHT, faat_objective
+from emocloak.defences.masks import DEFAULT_FLOOR, DEFAULT_SIGMA, dataset_masks
+from emocloak.errors import DatasetError
+from emocloak.recognizers.facenet import FaceNet
+from emocloak.training import TrainConfig, standard_objective, train
+
+DEFENCES = ("standard", "pgd-at", "faat")
+
+
+@dataclass(frozen=True)
+class DefenceConfig:
+    """A defence and its settings; eps and alpha in 1/255 (as the CLI and papers quote them)."""
+
+    defence: str = "faat"
+    eps: float = 4.0
+    steps: int = 2
+    alpha: float | None = None  # None: eps / 2 (at 2 steps from a random start, stronger than 2.5 * eps / steps)
+    freq_weight: float = DEFAULT_WEIGHT
+    freq_radius: int = DEFAULT_RADIUS
+    mask_floor: float = DEFAULT_FLOOR
+    mask_sigma: float = DEFAULT_SIGMA
+
+    def __post_init__(self) -> None:
+        if self.defence not in DEFENCES:
+            raise ValueError(f"unknown defence {self.defence!r}; valid: {', '.join(DEFENCES)}")
+        if self.defence != "standard" and not (0 < self.eps <= 64 and self.steps >= 1):
+            raise ValueError(f"eps must be in (0, 64] (/255) and steps >= 1, got eps={self.eps}, steps={self.steps}")
+        if not 0 <= self.mask_floor <= 1 or self.freq_weight < 0 or self.freq_radius < 0:
+            raise ValueError("mask floor must be in [0, 1], frequency weight and radius >= 0")
+
+    @property
+    def uses_mask(self) -> bool:
+        return self.defence == "faat" and self.mask_floor < 1
+
+    def settings(self) -> dict:
+        """What the training record keeps: only the settings this defence uses."""
+        if self.defence == "standard":
+            return {"defence": "standard"}
+        keep = {"defence", "eps", "steps", "alpha"}
+        if self.defence == "faat":
+            keep |= {"freq_weight", "freq_radius", "mask_floor", "mask_sigma"}
+        return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+def hooks(d: DefenceConfig) -> dict:
+    """The `adversary` and `objective` hooks of `training.train` for a defence."""
+    if d.defence == "standard":
+        return {"adversary": None, "objective": standard_objective}
+    alpha = (d.eps / 2 if d.alpha is None else d.alpha) / 255
+    adversary = pgd_adversary(d.eps / 255, d.steps, alpha, weighted=d.uses_mask)
+    faat = d.defence == "faat" and d.freq_weight > 0
+    return {
+        "adversary": adversary,
+        "objective": faat_objective(d.freq_weight, d.freq_radius) if faat else standard_objective,
+    }
+
+
+def training_faces(
+    data: str | Path, d: DefenceConfig, limit: int | None = None, seed: int = 0
+) -> tuple[FaceSet, torch.Tensor | None]:
+    """The train split of a face dataset (a seeded subset of `limit` faces) and, for FAAT, its attention masks.
+
+    Landmarks are computed once and cached, keyed by folder name, split, count and subset, so
+    the full FER+ train split is "ferplus-train-28389".
+    """
+    faces = load_dataset(data, "train")
+    if not isinstance(faces, FaceSet) or faces.images.ndim != 3:
+        raise DatasetError(f"{data}: training needs pre-cropped gray faces (a FER+ folder or fer2013.csv)")
+    key = f"{Path(data).resolve().name}-train-{len(faces)}"
+    if limit is not None and limit < len(faces):
+        faces = faces.subset(np.sort(np.random.default_rng(seed).choice(len(faces), limit, replace=False)))
+        key += f"-limit{limit}-seed{seed}"
+    masks = dataset_masks(faces.images, key, d.mask_floor, d.mask_sigma) if d.uses_mask else None
+    return faces, masks
+
+
+def train_defence(
+    d: DefenceConfig,
+    cfg: TrainConfig,
+    train_set: FaceSet,
+    valid_set: FaceSet,
+    out: Path,
+    masks: torch.Tensor | None = None,
+    log: Callable[[str], None] = print,
+    progress: Callable[[int, int], None] | None = None,
+) -> FaceNet:
+    """Train `cfg`'s model with defence `d` (masks: from `training_faces`); resumable from `out`.ckpt."""
+    if d.uses_mask and masks is None:
+        raise ValueError("FAAT with a mask needs the training faces' attention masks (see training_faces)")
+    cfg.extra.update(d.settings())
+    return train(
+        cfg, train_set, valid_set, out, log=log, aux=masks if d.uses_mask else None, progress=progress, **hooks(d)
+    )
+
+
+def cli_command(d: DefenceConfig, cfg: TrainConfig, data: str | Path, out: str | Path, limit: int | None = None) -> str:
+    """The `emocloak train` line that trains the same model (for training records)."""
+    parts = ["emocloak train", f"--defence {d.defence}", f"--data {data}", f"--out {out}"]
+    if cfg.extra.get("init"):
+        parts.append(f"--init {cfg.extra['init']}")
+    parts += [f"--arch {cfg.arch}", f"--width {cfg.width}", f"--epochs {cfg.epochs}", f"--lr {cfg.lr:g}"]
+    parts += [f"--batch-size {cfg.batch_size}", f"--seed {cfg.seed}", f"--threads {cfg.threads}"]
+    flags = {"eps": "--eps", "steps": "--steps", "alpha": "--alpha", "freq_weight": "--freq-weight"}
+    flags |= {"freq_radius": "--freq-radius", "mask_floor": "--mask-floor", "mask_sigma": "--mask-sigma"}
+    parts += [f"{flags[k]} {v:g}" for k, v in d.settings().items() if k in flags and v is not None]
+    if limit is not None:
+        parts.append(f"--limit {limit}")
+    return " ".join(parts)
