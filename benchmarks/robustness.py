@@ -120,7 +120,7 @@ def render(rows: list[dict], art: list[dict], args: argparse.Namespace) -> str:
     out = [
         "# Robustness of the shipped recognizers to FGSM and PGD",
         "",
-        f"Command: `{' '.join(['python', *sys.argv])}` (CPU, 2 torch threads, shared with other jobs).",
+        f"Command: `{' '.join(['python', *sys.argv])}` (CPU, {args.threads} torch thread(s), shared with other jobs).",
         "",
         f"- **FER+ test**: {args.faces} faces drawn with seed 0 from the 3,546 test faces (labels `fer2013new.csv`,",
         "  majority protocol); whole 48x48 crop attacked.",
@@ -193,8 +193,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--names", nargs="+", default=["cnn", "resnet", "fer"])
     p.add_argument("--tcce-names", nargs="*", default=None, help="recognizers attacked on TCCE (default --names)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     a = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     datasets = {"FER+ test": load_samples(DATA / "ferplus", "test", limit=a.faces, seed=0)}
     crafters = {"FER+ test": a.names}
     tcce_names = a.names if a.tcce_names is None else a.tcce_names

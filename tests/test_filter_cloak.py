@@ -29,6 +29,17 @@ def test_search_is_seeded_and_returns_a_pareto_front():
     assert a.F[a.best(), 0] < 0  # it finds successful chains on an easy problem
 
 
+def test_best_keeps_to_the_quality_floor():
+    from emocloak.attacks.filters.search import SearchResult
+
+    # (objective, 1 - SSIM): a drastic success, a natural near miss, a natural failure
+    F = np.array([[-1.0, 0.5], [0.2, 0.05], [0.9, 0.01]])
+    r = SearchResult(np.zeros((3, 9)), F, np.arange(3), 1)
+    assert r.best() == 0  # no floor: the only success
+    assert r.best(min_ssim=0.8) == 1  # floor: the closest to success among natural chains
+    assert r.best(min_ssim=0.999) == 2  # nothing clears the floor: the most natural chain
+
+
 def test_search_stops_early_when_a_chain_is_good_enough():
     r = search(ChainSpace(4), _toy_fitness, 10, 10, seed=0, good_ssim=0.5)
     assert r.generations < 10
@@ -69,12 +80,14 @@ def toy_rec():
     return Recognizer("toy", _Redness(), LABELS[:4], input_size=8)
 
 
-def test_filter_cloak_flips_a_toy_recognizer_with_high_ssim(toy_rec):
+def test_filter_cloak_flips_a_toy_recognizer(toy_rec):
     from emocloak.attacks.evasion.filter_chain import FilterCloak
 
     img = np.full((64, 64, 3), 140, np.uint8)  # slightly bright -> happiness
     img[::8] = 120
-    out = FilterCloak(chain=3, pop_size=10, n_gen=6, a_range=(0.9, 1.3), seed=0)(toy_rec, [img], detect=False)
+    out = FilterCloak(chain=3, pop_size=10, n_gen=6, a_range=(0.9, 1.3), min_ssim=0.0, seed=0)(
+        toy_rec, [img], detect=False
+    )
     r = out.records[0]
     assert r["pred_before"] == 1 and r["success"] and r["pred_after"] != 1
     assert out.images[0].shape == img.shape and out.images[0].dtype == np.uint8
@@ -86,7 +99,9 @@ def test_targeted_filter_cloak(toy_rec):
     from emocloak.attacks.evasion.filter_chain import FilterCloak
 
     img = np.full((64, 64, 3), 140, np.uint8)
-    out = FilterCloak(chain=3, pop_size=10, n_gen=6, a_range=(0.9, 1.3), seed=0)(toy_rec, [img], target=3, detect=False)
+    out = FilterCloak(chain=3, pop_size=10, n_gen=6, a_range=(0.9, 1.3), min_ssim=0.0, seed=0)(
+        toy_rec, [img], target=3, detect=False
+    )
     assert out.records[0]["pred_after"] == 3 and out.records[0]["success"]
 
 

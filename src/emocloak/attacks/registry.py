@@ -76,6 +76,7 @@ def _filters(
     pop: int = 10,
     gen: int = 10,
     good_ssim: float = 0.95,
+    min_ssim: float = 0.8,
     a_max: float = 1.1,
     ensemble: str = "",
     jpeg: int | None = None,
@@ -90,6 +91,8 @@ def _filters(
         raise AttackSpecError("pop must be a whole number >= 2 and gen >= 1")
     if jpeg is not None and not (isinstance(jpeg, int) and 1 <= jpeg <= 100):
         raise AttackSpecError(f"jpeg={jpeg} invalid: a JPEG quality 1-100")
+    if not 0 <= min_ssim < 1:
+        raise AttackSpecError(f"min_ssim={min_ssim} out of range: an SSIM floor in [0, 1)")
     try:
         members = tuple(load_recognizer(n) for n in str(ensemble).split("+") if n)
     except ValueError as exc:
@@ -99,6 +102,7 @@ def _filters(
         pop_size=pop,
         n_gen=gen,
         good_ssim=good_ssim,
+        min_ssim=min_ssim,
         a_range=(0.9, a_max),
         ensemble=members,
         jpeg=jpeg,
@@ -143,6 +147,7 @@ ATTACKS: dict[str, AttackInfo] = {
             "pop": "NSGA-II population (default 10)",
             "gen": "generations (default 10)",
             "good_ssim": "stop once a successful chain has this SSIM (default 0.95)",
+            "min_ssim": "never return a chain below this SSIM, even if it fools (default 0.8)",
             "a_max": "largest filter intensity (default 1.1)",
             "ensemble": "more recognizers the chain must fool, joined by + (e.g. resnet+fer)",
             "jpeg": "score candidates after JPEG at this quality",

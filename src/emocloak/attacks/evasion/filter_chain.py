@@ -73,6 +73,7 @@ class FilterCloak(Attack):
         pop_size: int = 10,
         n_gen: int = 10,
         good_ssim: float | None = 0.95,
+        min_ssim: float = 0.8,
         s_range: tuple[float, float] = (0.7, 1.0),
         a_range: tuple[float, float] = (0.9, 1.1),
         ensemble: tuple[Recognizer, ...] = (),
@@ -84,6 +85,7 @@ class FilterCloak(Attack):
         if chain not in (3, 4, 5):
             raise ValueError("chain must be 3, 4 or 5 filters")
         self.chain, self.pop_size, self.n_gen, self.good_ssim = chain, pop_size, n_gen, good_ssim
+        self.min_ssim = min_ssim
         self.s_range, self.a_range, self.jpeg, self.work_side = s_range, a_range, jpeg, work_side
         self._ensemble = tuple(ensemble)
         self.space = ChainSpace(chain, len(FILTER_NAMES), s_range, a_range)
@@ -138,7 +140,7 @@ class FilterCloak(Attack):
             return f1.numpy().astype(np.float64), (1 - s).numpy().astype(np.float64)
 
         res = search(self.space, fitness, self.pop_size, self.n_gen, seed=self.seed or 0, good_ssim=self.good_ssim)
-        best = res.best()
+        best = res.best(self.min_ssim)
         with torch.no_grad():
             full = self._apply(to_tensor(image), res.X[best : best + 1])
         out = (full[0].permute(1, 2, 0) * 255).round().byte().numpy()

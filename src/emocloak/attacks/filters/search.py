@@ -120,12 +120,20 @@ class SearchResult:
     def evaluations(self) -> int:
         return len(self.X)
 
-    def best(self) -> int:
-        """The most natural successful chain (lowest 1-SSIM with f1 < 0), else the closest to success."""
-        ok = np.flatnonzero(self.F[:, 0] < 0)
+    def best(self, min_ssim: float = 0.0) -> int:
+        """The most natural successful chain with SSIM >= min_ssim, else the closest to success among those.
+
+        The floor keeps a failed search from handing back its most drastic edit: a user would rather
+        keep a natural photo than get a ruined one that still reads the same. Where no chain clears
+        the floor, the most natural chain of all.
+        """
+        natural = np.flatnonzero(1 - self.F[:, 1] >= min_ssim)
+        if not len(natural):
+            return int(np.argmin(self.F[:, 1]))
+        ok = natural[self.F[natural, 0] < 0]
         if len(ok):
             return int(ok[np.argmin(self.F[ok, 1])])
-        return int(np.argmin(self.F[:, 0]))
+        return int(natural[np.argmin(self.F[natural, 0])])
 
 
 def search(
