@@ -2,7 +2,7 @@
 
     python benchmarks/filter_cloak.py [--chains 3 4 5] [--limit N] [--variants plain ensemble]
 
-For each chain length, the cloak is searched against `cnn` (black-box, probabilities only)
+For each chain length, the cloak is searched against `cnn` (or --against NAME; black-box, probabilities only)
 on all 244 TCCE test photos (6 held-out performers; labels = the posed expression), applied
 to the full 256x256 colour photo, rounded to uint8 and read again through each
 recognizer's full pipeline. Reported: attack success rate against cnn (prediction leaves
@@ -41,13 +41,13 @@ VARIANTS = {
 }
 
 
-def run(chain: int, variant: str, samples, readers: list[str]) -> tuple[dict, list[float]]:
-    cnn = emocloak.load_recognizer("cnn")
+def run(chain: int, variant: str, samples, against: str, readers: list[str]) -> tuple[dict, list[float]]:
+    target = emocloak.load_recognizer(against)
     spec = f"filters:chain={chain}{VARIANTS[variant]}"
     t0 = time.time()
     rep, _ = evaluate(
         samples,
-        cnn,
+        target,
         make_attack(spec, seed=0),
         transfer=[emocloak.load_recognizer(n) for n in readers],
         channel=Channel.parse("jpeg:75"),
@@ -99,28 +99,30 @@ def _p(v: float | None) -> str:
 
 
 def render(rows: list[dict], args: argparse.Namespace) -> str:
-    readers = list(rows[0]["transfer"])
+    readers, who = list(rows[0]["transfer"]), args.against
+    stem = "filter_cloak" if who == "cnn" else f"filter_cloak_{who}"
     out = [
         "# Filter cloak (EAA) on TCCE test photos",
         "",
         f"Command: `python benchmarks/filter_cloak.py --chains {' '.join(map(str, args.chains))} "
         f"--variants {' '.join(args.variants)}"
         + (f" --limit {args.limit}" if args.limit else "")
+        + (f" --against {who}" if who != "cnn" else "")
         + f" --threads {args.threads}` "
         f"(CPU, {args.threads} torch thread(s)).",
         "",
         f"- Data: TCCE test split, {rows[0]['n']} colour 256x256 photos of the 6 held-out performers; "
         "labels = posed expression.",
-        "- Searched against `cnn` only (black-box: output probabilities), NSGA-II population 10, up to 10 "
+        f"- Searched against `{who}` only (black-box: output probabilities), NSGA-II population 10, up to 10 "
         "generations, stopping early once a successful chain has SSIM >= 0.95 (variant `paper`: never stops "
         "early). Strength s in [0.7, 1.0], intensity a in [0.9, 1.1] (variant `strong`: [0.9, 1.45]). "
         "The returned chain is the most natural successful one with SSIM >= 0.8 (the default quality floor); "
-        "where none fools cnn above the floor, the closest to success above it (counted as a failure).",
+        f"where none fools {who} above the floor, the closest to success above it (counted as a failure).",
         "- Success = the recognizer's reading of the saved (uint8) cloaked photo differs from its reading of "
         "the original; the other recognizers never queried by the search read the same cloaked photos.",
         "- JPEG 75: cloaked photo re-encoded, compared with the reading of the re-encoded original.",
         "",
-        "| chain | variant | success vs cnn % | SSIM median | SSIM p10 | face SSIM median | PSNR median | "
+        f"| chain | variant | success vs {who} % | SSIM median | SSIM p10 | face SSIM median | PSNR median | "
         "queries median | s/photo median | success after JPEG75 % | "
         + " | ".join(f"{r} success %" for r in readers)
         + " |",
@@ -136,10 +138,10 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         )
     out += [
         "",
-        f"cnn clean accuracy on these photos: {_p(rows[0]['clean_acc'])}%.",
+        f"{who} clean accuracy on these photos: {_p(rows[0]['clean_acc'])}%.",
         "",
-        "Figures: `filter_cloak_ssim_<variant>.png` (SSIM histogram per chain length), "
-        "`filter_cloak_confusion_<chain>_<variant>.png` (true label vs cnn's reading after the cloak).",
+        f"Figures: `{stem}_ssim_<variant>.png` (SSIM histogram per chain length), "
+        f"`{stem}_confusion_<chain>_<variant>.png` (true label vs {who}'s reading after the cloak).",
         "",
         "Filters chosen (count over all chains):",
         "",
@@ -157,28 +159,32 @@ def main() -> None:
     p.add_argument("--chains", type=int, nargs="+", default=[3, 4, 5])
     p.add_argument("--variants", nargs="+", default=["plain"], choices=list(VARIANTS))
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--readers", nargs="+", default=["resnet", "fer"])
+    p.add_argument("--against", default="cnn", help="the recognizer the search queries")
+    p.add_argument("--readers", nargs="+", default=None, help="recognizers never queried (default: the others)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.readers is None:
+        a.readers = [n for n in ("cnn", "resnet", "fer") if n != a.against]
     samples = load_samples(DATA / "tcce", "test", limit=a.limit, seed=0)
+    stem = "filter_cloak" if a.against == "cnn" else f"filter_cloak_{a.against}"
     rows, ssims = [], {}
     for variant in a.variants:
         for chain in a.chains:
-            row, ssim = run(chain, variant, samples, a.readers)
+            row, ssim = run(chain, variant, samples, a.against, a.readers)
             row["ssim_p10"] = float(np.percentile(ssim, 10))
             rows.append(row)
             ssims.setdefault(variant, {})[f"chain {chain}"] = ssim
             plot_confusion(
                 np.array(row["confusion_after"]),
-                f"cnn after filter cloak, chain {chain} ({variant})",
-                RESULTS / f"filter_cloak_confusion_{chain}_{variant}.png",
+                f"{a.against} after filter cloak, chain {chain} ({variant})",
+                RESULTS / f"{stem}_confusion_{chain}_{variant}.png",
             )
     for variant, by_chain in ssims.items():
-        plot_ssim_hist(by_chain, RESULTS / f"filter_cloak_ssim_{variant}.png")
+        plot_ssim_hist(by_chain, RESULTS / f"{stem}_ssim_{variant}.png")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "filter_cloak.json").write_text(json.dumps(rows, indent=2))
-    (RESULTS / "filter_cloak.md").write_text(render(rows, a))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=2))
+    (RESULTS / f"{stem}.md").write_text(render(rows, a))
 
 
 if __name__ == "__main__":

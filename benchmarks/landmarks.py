@@ -6,7 +6,8 @@ For FER+ test (the first --faces faces, in file order) and TCCE test (all 244 ph
 pipeline): clean accuracy of `landmarks` and `cnn`; accuracy under FGSM and PGD-20 at eps
 2, 4, 8 /255 crafted on `cnn` (read by `cnn` itself, and transferred to `landmarks`: the paper's
 setting); accuracy under the Square attack run against each recognizer itself (adaptive,
-score-based black box, on the first --square-faces faces); the drop in points; inference time
+score-based black box, on the first --square-faces faces); the filter cloak searched on cnn and
+on landmarks itself (the first --filter-faces faces); the drop in points; inference time
 per face. Writes benchmarks/results/landmarks.md and landmarks.json.
 """
 
@@ -77,6 +78,27 @@ def square_rows(dname: str, samples: Samples, eps: int, queries: int) -> list[di
     return rows
 
 
+def filter_rows(dname: str, samples: Samples, chain: int) -> list[dict]:
+    """The filter cloak (EAA) searched on cnn (read by both: transfer) and on landmarks itself (adaptive)."""
+    cnn, lm = (emocloak.load_recognizer(n) for n in ("cnn", "landmarks"))
+    spec, n = f"filters:chain={chain}", len(samples.images)
+    rows = []
+    t0 = time.time()
+    s = evaluate(samples, cnn, make_attack(spec, seed=0), transfer=[lm], progress=False)[0]["summary"]
+    rows += [_row(dname, "cnn", spec, "searched on cnn", n, s)]
+    rows += [_row(dname, "landmarks", spec, "searched on cnn", n, s["transfer"]["landmarks"])]
+    own = evaluate(samples, lm, make_attack(spec, seed=0), progress=False)[0]["summary"]
+    rows += [_row(dname, "landmarks", f"{spec} adaptive", "adaptive (itself)", n, own)]
+    rows += [_row(dname, "cnn", f"{spec} adaptive", "adaptive (itself)", n, s)]
+    print(
+        f"{dname} {spec}: cnn {s['clean_accuracy']:.3f}->{s['attacked_accuracy']:.3f}, landmarks transfer "
+        f"{s['transfer']['landmarks']['attacked_accuracy']:.3f}, landmarks adaptive {own['clean_accuracy']:.3f}->"
+        f"{own['attacked_accuracy']:.3f} ({time.time() - t0:.0f}s)",
+        flush=True,
+    )
+    return rows
+
+
 def _row(dname: str, name: str, spec: str, how: str, n: int, s: dict) -> dict:
     keys = ("clean_accuracy", "attacked_accuracy", "success_rate", "face_lost_rate")
     return {"data": dname, "recognizer": name, "attack": spec, "how": how, "n": n, **{k: s[k] for k in keys}}
@@ -129,6 +151,9 @@ def render(rows: list[dict], speeds: dict, a: argparse.Namespace, command: str) 
             if (uni := universal_meta())
             else []
         ),
+        f"- **filters**: the filter cloak (EAA, chain of 3, NSGA-II population 10, 10 generations, SSIM floor 0.8)"
+        f" on the first {a.filter_faces} faces of each set: searched on `cnn` and read by `landmarks` (transfer),"
+        " and searched on `landmarks` itself with its scores as the fitness (`adaptive`).",
         "- eps in 1/255. Accuracy counts a face that is no longer found (for `landmarks`: a degenerate landmark"
         " shape) as wrong; `lost %` is its share. Drop = clean minus attacked accuracy, in points.",
         "",
@@ -152,7 +177,9 @@ def render(rows: list[dict], speeds: dict, a: argparse.Namespace, command: str) 
                     cells.append(_p(r["face_lost_rate"]))
             how = (
                 "adaptive: against each itself"
-                if spec.startswith("square")
+                if spec.startswith("square") or spec.endswith("adaptive")
+                else "searched on cnn"
+                if spec.startswith("filters")
                 else f"learnt on {'+'.join(uni['recognizers'])}"
                 if spec == "universal" and (uni := universal_meta())
                 else "crafted on cnn"
@@ -193,6 +220,7 @@ def main() -> None:
     p.add_argument("--square-faces", type=int, default=300)
     p.add_argument("--square-queries", type=int, default=500)
     p.add_argument("--square-eps", type=int, default=8)
+    p.add_argument("--filter-faces", type=int, default=100, help="faces/photos the filter cloak searches (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--photos", type=int, default=None, help="only the first N TCCE test photos (default: all 244)")
     p.add_argument("--skip-tcce", action="store_true")
@@ -209,6 +237,8 @@ def main() -> None:
     for dname, (samples, sq_samples) in datasets.items():
         rows += transfer_rows(dname, samples, a.eps, a.steps)
         rows += square_rows(dname, sq_samples, a.square_eps, a.square_queries)
+        if a.filter_faces:
+            rows += filter_rows(dname, head(samples, a.filter_faces), 3)
     speeds = {"FER+ 48x48 crop": speed(datasets["FER+ test"][0], 500)}
     if not a.skip_tcce:
         speeds["TCCE photo (256x256)"] = speed(datasets["TCCE test"][0], 100)

@@ -37,8 +37,11 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 READERS = ("resnet", "fer")
 
 
-def run_file(path: Path, datasets: dict) -> list[dict]:
+def run_file(path: Path, datasets: dict, eps: float | None = None) -> list[dict]:
+    """One perturbation file on every dataset; `eps` (/255) rescales it first (the budget sweep)."""
     up = UniversalPerturbation.load(path)
+    if eps is not None:
+        up = up.rescaled(eps / 255)
     cnn = emocloak.load_recognizer("cnn")
     others = [emocloak.load_recognizer(n) for n in READERS]
     rows = []
@@ -57,7 +60,8 @@ def run_file(path: Path, datasets: dict) -> list[dict]:
             {
                 "file": path.name,
                 "target": up.meta.get("target"),
-                "eps": up.meta["eps"],
+                "eps": up.eps * 255,
+                "rescaled": eps is not None,
                 "data": dname,
                 "n": s["n"],
                 "success": s["success_rate"],
@@ -133,7 +137,8 @@ def render(rows: list[dict], art: dict | None, args: argparse.Namespace) -> str:
         "# Universal cloak (Pri-EMO) on held-out faces",
         "",
         f"Command: `python benchmarks/universal_cloak.py --faces {args.faces} --dir {args.dir} "
-        f"--art-faces {args.art_faces}` (CPU).",
+        f"--art-faces {args.art_faces} --sweep {' '.join(f'{e:g}' for e in args.sweep)} --threads {args.threads}` "
+        "(CPU).",
         "",
         f"- **FER+ test**: {args.faces} faces drawn with seed 0 (labels `fer2013new.csv`, majority protocol), the",
         "  perturbation resized to the whole 48x48 face. **TCCE test**: all 244 photos of the 6 held-out performers,",
@@ -144,6 +149,8 @@ def render(rows: list[dict], art: dict | None, args: argparse.Namespace) -> str:
         "  recognizer's reading of the JPEG'd clean image.",
         "- Quality: SSIM (scikit-image, colour, full image) and PSNR of the cloaked image to the original.",
         '  Pri-EMO\'s "quality drops by at most 0.003" is read here as 1 - SSIM; column `1-SSIM`.',
+        "- Rows marked `(rescaled)`: the untargeted perturbation (learnt at its own eps) multiplied to another budget",
+        "  and clipped there, with no re-learning: the price in quality of buying more success with a larger budget.",
         "",
     ]
     for dname in dict.fromkeys(r["data"] for r in rows):
@@ -156,8 +163,9 @@ def render(rows: list[dict], art: dict | None, args: argparse.Namespace) -> str:
         ]
         for r in (r for r in rows if r["data"] == dname):
             t, tj = r["transfer"], r["transfer_jpeg"]
+            name = (r["target"] or "untargeted") + (" (rescaled)" if r.get("rescaled") else "")
             out.append(
-                f"| {r['target'] or 'untargeted'} | {r['eps']:g} | {_p(r['success'])} | {_p(r['jpeg_success'])} | "
+                f"| {name} | {r['eps']:g} | {_p(r['success'])} | {_p(r['jpeg_success'])} | "
                 f"{_p(t.get('resnet'))} | {_p(t.get('fer'))} | {_p(tj.get('resnet'))} | {_p(tj.get('fer'))} | "
                 f"{r['ssim_median']:.4f} | {r['one_minus_ssim_mean']:.4f} | {r['psnr_median']:.1f} |"
             )
@@ -187,6 +195,9 @@ def main() -> None:
     p.add_argument("--dir", type=Path, default=WEIGHTS)
     p.add_argument("--art-faces", type=int, default=1000, help="ART training faces; 0 skips the comparison")
     p.add_argument("--skip-tcce", action="store_true")
+    p.add_argument(
+        "--sweep", type=float, nargs="*", default=[4, 6, 12, 16], help="eps (/255) to rescale the untargeted one to"
+    )
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -197,6 +208,8 @@ def main() -> None:
     if not a.skip_tcce:
         datasets["TCCE test"] = load_samples(DATA / "tcce", "test")
     rows = [r for f in files for r in run_file(f, datasets)]
+    if files[0].stem == "universal_untargeted":
+        rows += [r for e in a.sweep for r in run_file(files[0], datasets, e)]
     art = None
     if a.art_faces and files[0].stem == "universal_untargeted":
         art = art_side_by_side(files[0], a.art_faces, np.stack(datasets["FER+ test"].images), seed=0)
