@@ -14,9 +14,12 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
-    """Recall per label; None where the label never occurs (e.g. contempt in TCCE)."""
+    """Recall per label; None where the label never occurs (e.g. contempt in TCCE).
+
+    Support counts every true face, so an unread face (prediction -1: no face, no landmarks) is a miss.
+    """
     cm = confusion(y_true, y_pred)
-    support = cm.sum(1)
+    support = np.bincount(np.asarray(y_true), minlength=len(LABELS))
     return {lab: (float(cm[i, i] / support[i]) if support[i] else None) for i, lab in enumerate(LABELS)}
 
 
