@@ -100,7 +100,7 @@ def _p(v: float | None) -> str:
 
 def render(rows: list[dict], args: argparse.Namespace) -> str:
     readers, who = list(rows[0]["transfer"]), args.against
-    stem = "filter_cloak" if who == "cnn" else f"filter_cloak_{who}"
+    stem = args.out or ("filter_cloak" if who == "cnn" else f"filter_cloak_{who}")
     out = [
         "# Filter cloak (EAA) on TCCE test photos",
         "",
@@ -108,6 +108,7 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         f"--variants {' '.join(args.variants)}"
         + (f" --limit {args.limit}" if args.limit else "")
         + (f" --against {who}" if who != "cnn" else "")
+        + (f" --out {args.out}" if args.out else "")
         + f" --threads {args.threads}` "
         f"(CPU, {args.threads} torch thread(s)).",
         "",
@@ -162,12 +163,13 @@ def main() -> None:
     p.add_argument("--against", default="cnn", help="the recognizer the search queries")
     p.add_argument("--readers", nargs="+", default=None, help="recognizers never queried (default: the others)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="results name (default filter_cloak, or filter_cloak_<against>)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.readers is None:
         a.readers = [n for n in ("cnn", "resnet", "fer") if n != a.against]
     samples = load_samples(DATA / "tcce", "test", limit=a.limit, seed=0)
-    stem = "filter_cloak" if a.against == "cnn" else f"filter_cloak_{a.against}"
+    stem = a.out or ("filter_cloak" if a.against == "cnn" else f"filter_cloak_{a.against}")
     rows, ssims = [], {}
     for variant in a.variants:
         for chain in a.chains:
