@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from emocloak.errors import EmocloakError
-from emocloak.protect import output_path, save_photo
+from emocloak.protection import output_path, save_photo
 
 
 def test_save_keeps_format_and_size_and_strips_gps(tmp_path):
@@ -28,3 +28,13 @@ def test_png_stays_png_and_input_is_never_the_output(tmp_path):
     assert Image.open(save_photo(np.zeros((9, 9, 3), np.uint8), src, tmp_path / "o" / "a.png")).format == "PNG"
     with pytest.raises(EmocloakError, match="overwrite the input"):
         output_path(src, tmp_path)
+
+
+def test_protect_is_the_package_api_and_records_its_search_settings():
+    import emocloak
+
+    img = np.asarray(Image.open(emocloak.sample_photo_path()).resize((256, 256)))
+    cloaked, info = emocloak.protect(img, method="filters", n_gen=1, min_ssim=0.85, seed=1)
+    assert cloaked.shape == img.shape and cloaked.dtype == np.uint8
+    assert info["search"]["min_ssim"] == 0.85 and info["search"]["n_gen"] == 1
+    assert info["queries"] == 10 and "happiness" in info["before"]["cnn"]["emotion"]

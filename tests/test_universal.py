@@ -160,7 +160,7 @@ def test_attack_from_a_file_and_the_shipped_default(tmp_path, monkeypatch, rec, 
 
 
 def test_protect_cloaks_every_face_of_a_photo(tmp_path, rec, learnt, astronaut):
-    from emocloak.protect import protect
+    from emocloak.protection import protect
 
     path = learnt.save(tmp_path / "u.pt")
     cloaked, info = protect(astronaut, method="universal", recognizers=[rec], perturbation=str(path))

@@ -6,6 +6,7 @@ Stable API::
     emocloak.LABELS                      # canonical label names, in order
     rec = emocloak.load_recognizer("cnn")
     rec.predict_proba([photo])           # (N, len(LABELS)) probabilities
+    cloaked, info = emocloak.protect(photo, method="filters")   # or "universal"
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from emocloak.errors import DatasetError, EmocloakError, ImageError, NoFaceError
 from emocloak.labels import LABELS
+from emocloak.protection import protect
 from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.registry import available as available_recognizers
 from emocloak.recognizers.registry import load_recognizer
@@ -36,5 +38,6 @@ __all__ = [
     "Recognizer",
     "available_recognizers",
     "load_recognizer",
+    "protect",
     "sample_photo_path",
 ]

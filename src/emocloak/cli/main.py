@@ -251,6 +251,10 @@ def protect(
         str, typer.Option("--recognizer", "-r", help="Comma-separated: the first is fooled, the rest join in.")
     ] = "cnn",
     jpeg: Annotated[int | None, typer.Option("--jpeg", min=1, max=100, help="Survive JPEG at this quality.")] = None,
+    min_ssim: Annotated[
+        float,
+        typer.Option("--min-ssim", min=0.0, max=0.999, help="Filters: never return a chain below this SSIM."),
+    ] = 0.8,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the search.")] = 0,
     demo: Annotated[bool, typer.Option("--demo", help="Cloak the shipped sample photo.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier outputs in --out.")] = False,
@@ -260,12 +264,14 @@ def protect(
     from rich.progress import Progress
 
     from emocloak.data.images import list_images
-    from emocloak.protect import METHODS, protect_file
+    from emocloak.protection import METHODS, protect_file
 
     if method not in METHODS:
         fail(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     _parse_target(target)
     extra = {"perturbation": _perturbation(perturbation, target, jpeg)} if method == "universal" else {}
+    if method == "filters":
+        extra["min_ssim"] = min_ssim
     if perturbation is not None and method != "universal":
         fail("--perturbation goes with --method universal")
     names = _transfer_names(recognizer)
@@ -308,6 +314,15 @@ def protect(
         out.print(
             f"{src.name} -> {dst}: {first} read {before} -> {after} ({mark}), SSIM {info['ssim']:.3f}, "
             f"{info['seconds']:.1f}s",
+            highlight=False,
+            soft_wrap=True,
+        )
+    missed = sum(not info["success_saved"] for _, _, info in done)
+    if missed:
+        hint = "--chain 5 or a lower --min-ssim" if method == "filters" else "a larger budget (`universal train --eps`)"
+        err.print(
+            f"{missed} photo(s) still read as before; their copies are the most natural edit found. "
+            f"A stronger cloak trades looks for success: {hint}.",
             highlight=False,
             soft_wrap=True,
         )

@@ -117,6 +117,9 @@ def protect(
         "pareto_front": record.get("pareto_front"),
         "seed": seed,
     }
+    if method == "filters":
+        keep = ("pop_size", "n_gen", "good_ssim", "min_ssim", "s_range", "a_range", "jpeg")
+        info["search"] = {k: v for k, v in cloak.params().items() if k in keep}
     if method == "universal":
         up = cloak.perturbation(tgt)
         info["faces"] = record.get("faces")
