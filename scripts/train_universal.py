@@ -3,7 +3,7 @@
     python scripts/train_universal.py --data ../shared/data --recognizers cnn --eps 8 --steps 1000 \
         --out-dir src/emocloak/recognizers/weights
 
-Training faces: FER+ train (48x48, upsampled to --size) and TCCE train photos (largest face
+Training faces: FER+ train (48x48, resized to --size, by default the recognizer's input size) and TCCE train photos (largest face
 found by the first recognizer, cropped and resized to --size). Success is measured on FER+
 valid, never trained on, and stored in each file's metadata. Writes universal_<target>.pt
 and a universal_<target>.json beside it (metadata, command, timing).
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--eps", type=float, default=8, help="L-inf budget in /255")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--size", type=int, default=64, help="side of the learnt square delta")
+    p.add_argument("--size", type=int, default=None, help="side of the learnt delta (default: the recognizer's input)")
     p.add_argument("--targets", default="all", help="all, or comma-separated labels and/or 'untargeted'")
     p.add_argument("--out-dir", type=Path, default=WEIGHTS)
     p.add_argument("--n-faces", type=int, default=None, help="random subset of training faces (default all)")
@@ -65,12 +65,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jpeg", type=int, default=None, help="learn through JPEG at this quality (BPDA)")
     p.add_argument("--quality-weight", type=float, default=0.0, help="weight of 1 - SSIM")
-    p.add_argument("--ce-weight", type=float, default=0.1, help="weight of the label term (0: features only)")
+    p.add_argument("--ce-weight", type=float, default=1.0, help="weight of the label term (0: features only)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     recs = [load_recognizer(n) for n in a.recognizers.split(",")]
-    crops, about = _training_crops(a.data, recs[0], a.size, a.n_faces, a.seed)
+    crops, about = _training_crops(a.data, recs[0], a.size or recs[0].input_size, a.n_faces, a.seed)
     holdout = _holdout(a.data, a.n_holdout, a.seed)
     print(f"{about}; hold-out: {len(holdout)} FER+ valid faces")
     for target in _targets(a.targets):

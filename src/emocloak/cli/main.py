@@ -373,7 +373,13 @@ def universal_train(
     target: Annotated[str | None, typer.Option("--target", help="Make faces read as this emotion.")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps (mini-batches).")] = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Faces per step.")] = 64,
-    size: Annotated[int, typer.Option("--size", min=16, max=512, help="Side of the learnt square delta.")] = 64,
+    size: Annotated[
+        int | None,
+        typer.Option("--size", min=16, max=512, help="Side of the learnt square delta [the recognizer's input size]."),
+    ] = None,
+    ce_weight: Annotated[
+        float, typer.Option("--ce-weight", min=0, help="Weight of the label term next to the feature term.")
+    ] = 1.0,
     jpeg: Annotated[int | None, typer.Option("--jpeg", min=1, max=100, help="Learn through JPEG at quality Q.")] = None,
     holdout: Annotated[
         float, typer.Option("--holdout", min=0, max=0.5, help="Share of faces kept out to measure success.")
@@ -394,7 +400,7 @@ def universal_train(
     tgt = _parse_target(target)
     recs = [_recognizer(n) for n in _transfer_names(recognizer) or ["cnn"]]
     try:
-        crops = face_crops(load_dataset(data, "train"), recs[0], size, limit, seed)
+        crops = face_crops(load_dataset(data, "train"), recs[0], size or recs[0].input_size, limit, seed)
     except EmocloakError as exc:
         fail(str(exc))
     n_out = round(len(crops) * holdout)
@@ -410,6 +416,7 @@ def universal_train(
         steps=steps,
         batch_size=batch_size,
         jpeg_quality=jpeg,
+        ce_weight=ce_weight,
         seed=seed,
         holdout=kept,
         data=f"{data} (train split, {len(crops) - n_out} faces; {n_out} held out)",
