@@ -3,9 +3,9 @@
     python scripts/train_universal.py --data ../shared/data --recognizers cnn --eps 8 --steps 1000 \
         --out-dir src/emocloak/recognizers/weights
 
-Training faces: FER+ train (48x48, resized to --size, by default the recognizer's input size) and TCCE train photos (largest face
-found by the first recognizer, cropped and resized to --size). Success is measured on FER+
-valid, never trained on, and stored in each file's metadata. Writes universal_<target>.pt
+Training faces: FER+ train (48x48, resized to --size, by default the recognizer's input size)
+and TCCE train photos (largest face found by the first recognizer, cropped and resized to --size).
+Success is measured on FER+ valid, never trained on, and stored in each file's metadata. Writes universal_<target>.pt
 and a universal_<target>.json beside it (metadata, command, timing).
 """
 
@@ -66,6 +66,7 @@ def main() -> None:
     p.add_argument("--jpeg", type=int, default=None, help="learn through JPEG at this quality (BPDA)")
     p.add_argument("--quality-weight", type=float, default=0.0, help="weight of 1 - SSIM")
     p.add_argument("--ce-weight", type=float, default=1.0, help="weight of the label term (0: features only)")
+    p.add_argument("--box-scale", type=float, default=4.0, help="learn through random face boxes up to this x size")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -85,6 +86,7 @@ def main() -> None:
             jpeg_quality=a.jpeg,
             quality_weight=a.quality_weight,
             ce_weight=a.ce_weight,
+            box_scale=a.box_scale,
             seed=a.seed,
             holdout=holdout,
             data=about,

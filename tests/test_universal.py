@@ -203,3 +203,17 @@ def test_cli_universal_train_writes_a_file_refuses_to_overwrite_and_protects_wit
     assert r.returncode == 0 and "astronaut.jpg" in r.stdout, r.stderr
     r = cli(*common, "-o", tmp_path / "q", "--target", "happiness")
     assert r.returncode != 0 and "learnt for sadness" in r.stderr
+
+
+def test_face_box_round_trip_keeps_shape_and_budget_and_blurs_fine_detail():
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    checker = (torch.arange(48)[:, None] + torch.arange(48)[None]) % 2 * 2.0 - 1  # finest possible pattern
+    d = (checker * 0.03).expand(1, 3, 48, 48)
+    smooth = torch.full((1, 3, 48, 48), 0.03)
+    for _ in range(5):
+        out = U._through_face_box(d, gen, 4.0)
+        assert out.shape == d.shape and out.abs().max() <= 0.03 + 1e-6
+    assert U._through_face_box(d, torch.Generator().manual_seed(1), 4.0).abs().mean() < 0.02  # detail fades
+    torch.testing.assert_close(U._through_face_box(smooth, gen, 4.0), smooth)  # flat survives

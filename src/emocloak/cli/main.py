@@ -380,6 +380,12 @@ def universal_train(
     ce_weight: Annotated[
         float, typer.Option("--ce-weight", min=0, help="Weight of the label term next to the feature term.")
     ] = 1.0,
+    box_scale: Annotated[
+        float,
+        typer.Option(
+            "--box-scale", min=1, max=16, help="Learn through random face boxes up to this many times --size."
+        ),
+    ] = 4.0,
     jpeg: Annotated[int | None, typer.Option("--jpeg", min=1, max=100, help="Learn through JPEG at quality Q.")] = None,
     holdout: Annotated[
         float, typer.Option("--holdout", min=0, max=0.5, help="Share of faces kept out to measure success.")
@@ -417,6 +423,7 @@ def universal_train(
         batch_size=batch_size,
         jpeg_quality=jpeg,
         ce_weight=ce_weight,
+        box_scale=box_scale,
         seed=seed,
         holdout=kept,
         data=f"{data} (train split, {len(crops) - n_out} faces; {n_out} held out)",
