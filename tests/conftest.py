@@ -48,3 +48,12 @@ def _run_cli(*args: str) -> SimpleNamespace:
 @pytest.fixture
 def cli():
     return _run_cli
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Batches in some modules are tiny: one thread is faster, and two stall on an oversubscribed machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -24,14 +24,7 @@ from emocloak.recognizers.landmark import (
     mirror,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Batches here are tiny: one thread is faster, and two stall on an oversubscribed machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
