@@ -148,12 +148,16 @@ def default_perturbation(target: str | None) -> UniversalPerturbation:
 
 
 # --- applying ---------------------------------------------------------------
+def _resize(d: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, C, H, W) resized as the recognizers resize crops: bilinear, antialiased when shrinking."""
+    if (h, w) == tuple(d.shape[-2:]):
+        return d
+    return F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False, antialias=min(h, w) < d.shape[-1])
+
+
 def _pixel_delta(up: UniversalPerturbation, h: int, w: int) -> np.ndarray:
     """delta resized to (h, w), as (h, w, 3) float32 in 0-255 units."""
-    d = up.delta[None]
-    if (h, w) != tuple(d.shape[-2:]):
-        d = F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False, antialias=min(h, w) < up.size)
-    return (d[0].permute(1, 2, 0) * 255).numpy().astype(np.float32)
+    return (_resize(up.delta[None], h, w)[0].permute(1, 2, 0) * 255).numpy().astype(np.float32)
 
 
 def _add(pixels: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -208,13 +212,6 @@ def _bpda_jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     return x + (jpeg_batch(x.detach(), quality) - x).detach()
 
 
-def _resize(d: torch.Tensor, side: int) -> torch.Tensor:
-    """Resize as `_pixel_delta` and the recognizers do: bilinear, antialiased when shrinking."""
-    if d.shape[-1] == side:
-        return d
-    return F.interpolate(d, size=(side, side), mode="bilinear", align_corners=False, antialias=side < d.shape[-1])
-
-
 def _through_face_box(delta: torch.Tensor, gen: torch.Generator, max_scale: float) -> torch.Tensor:
     """delta as a recognizer meets it on a photo: resized to a random face-box side, then back.
 
@@ -224,7 +221,7 @@ def _through_face_box(delta: torch.Tensor, gen: torch.Generator, max_scale: floa
     """
     side = delta.shape[-1]
     box = int(torch.randint(side, int(side * max_scale) + 1, (1,), generator=gen))
-    return _resize(_resize(delta, box), side)
+    return _resize(_resize(delta, box, box), side, side)
 
 
 def _loss(
@@ -377,10 +374,7 @@ def evaluate_universal(
 
 
 def _resize_crop(c: np.ndarray, size: int) -> torch.Tensor:
-    x = to_tensor(c if c.ndim == 3 else np.repeat(c[..., None], 3, 2))
-    if x.shape[-2:] != (size, size):
-        down = x.shape[-1] > size
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=down)
+    x = _resize(to_tensor(c if c.ndim == 3 else np.repeat(c[..., None], 3, 2)), size, size)
     return (x[0] * 255).round().byte()
 
 
