@@ -27,7 +27,7 @@ from emocloak.data.ferplus import load_ferplus
 from emocloak.data.images import load_rgb
 from emocloak.errors import NoFaceError
 from emocloak.labels import LABELS
-from emocloak.metrics.classification import accuracy, confusion, per_class_recall
+from emocloak.metrics.classification import accuracy, confusion, per_class_recall, predicted_labels
 from emocloak.reports.plots import plot_confusion
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,12 +40,11 @@ def bench_ferplus(rec: emocloak.Recognizer, data: Path) -> dict:
     t0 = time.perf_counter()
     probs = rec.predict_crops(faces)
     seconds = time.perf_counter() - t0
-    lost = np.isnan(probs).any(1)  # `landmarks` finds no usable shape: wrong, never a guessed label
-    pred = np.where(lost, -1, np.nan_to_num(probs).argmax(1))
+    pred = predicted_labels(probs)  # -1 where `landmarks` finds no usable shape: wrong, never a guessed label
     return {
         "n": len(test),
         "acc": accuracy(test.labels, pred),
-        "lost": int(lost.sum()),
+        "lost": int((pred < 0).sum()),
         "faces_per_s": len(test) / seconds,
         "recall": per_class_recall(test.labels, pred),
         "cm": confusion(test.labels, pred),

@@ -30,6 +30,7 @@ from torch import nn
 from emocloak.data.ferplus import load_ferplus
 from emocloak.faces.landmarks import dataset_landmarks
 from emocloak.labels import LABELS
+from emocloak.metrics.classification import accuracy, predicted_labels
 from emocloak.recognizers.landmark import (
     N_FEATURES,
     LandmarkNet,
@@ -124,10 +125,6 @@ def head_config(name: str, head: nn.Module, params: dict) -> dict:
     return {"head": "mlp", "hidden": list(params["hidden"]), "dropout": params["dropout"]}
 
 
-def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
-    return float((pred == labels).mean())
-
-
 def tcce_accuracy(path: Path, weights: Path) -> dict:
     """The shipped recognizer on TCCE test photos, full pipeline; a photo with no face (or landmarks) counts wrong."""
     from emocloak.evaluation import load_samples
@@ -135,9 +132,8 @@ def tcce_accuracy(path: Path, weights: Path) -> dict:
     rec = load_landmarks(weights)
     s = load_samples(path, "test")
     probs = rec.predict_proba(s.images, names=s.names, on_no_face="nan")
-    lost = np.isnan(probs).any(1)
-    pred = np.where(lost, -1, np.nan_to_num(probs).argmax(1))
-    return {"tcce_test_acc": accuracy(pred, s.labels), "tcce_test_n": len(pred), "tcce_no_face": int(lost.sum())}
+    pred = predicted_labels(probs)
+    return {"tcce_test_acc": accuracy(s.labels, pred), "tcce_test_n": len(pred), "tcce_no_face": int((pred < 0).sum())}
 
 
 def main() -> None:
@@ -173,7 +169,7 @@ def main() -> None:
         t1 = time.time()
         score, head = build()
         seconds = time.time() - t1
-        acc = accuracy(flip_scores(score, net, va[0]).argmax(1).numpy(), va[1])
+        acc = accuracy(va[1], flip_scores(score, net, va[0]).argmax(1).numpy())
         report[name] = {"valid_acc": acc, "train_seconds": round(seconds, 1), "shippable": head is not None, **params}
         if head is not None:
             heads[name] = head
@@ -195,7 +191,7 @@ def main() -> None:
         with torch.no_grad():
             logp, found = shipped.classify(aligned)
         pred = np.where(found.numpy(), logp.argmax(1).numpy(), -1)
-        meta[f"{split}_acc"], meta[f"{split}_no_landmarks"] = accuracy(pred, labels), int((~found).sum())
+        meta[f"{split}_acc"], meta[f"{split}_no_landmarks"] = accuracy(labels, pred), int((~found).sum())
     meta["max_distance"] = float(shipped.max_distance)
     if a.tcce:
         meta.update(tcce_accuracy(a.tcce, a.out))

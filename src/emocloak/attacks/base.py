@@ -20,6 +20,7 @@ import torch
 from emocloak.data.images import as_rgb
 from emocloak.errors import EmocloakError, NoFaceError
 from emocloak.faces.detect import Box
+from emocloak.metrics.classification import predicted_labels
 from emocloak.metrics.robustness import success
 from emocloak.recognizers.base import Recognizer, to_tensor
 
@@ -38,8 +39,7 @@ class AttackOutput:
 
 def predictions(rec: Recognizer, images: Sequence[np.ndarray], detect: bool) -> np.ndarray:
     """Predicted label index per image; -1 where no face is found."""
-    probs = rec.predict_proba(images, detect=detect, on_no_face="nan")
-    return np.where(np.isnan(probs).any(1), -1, np.nan_to_num(probs).argmax(1))
+    return predicted_labels(rec.predict_proba(images, detect=detect, on_no_face="nan"))
 
 
 def require_gradient(rec: Recognizer) -> None:

@@ -8,6 +8,11 @@ from sklearn.metrics import confusion_matrix as _sk_confusion
 from emocloak.labels import LABELS
 
 
+def predicted_labels(probs: np.ndarray) -> np.ndarray:
+    """Label index per row of probabilities; -1 where the row is NaN (no face, no landmarks), never a guess."""
+    return np.where(np.isnan(probs).any(1), -1, np.nan_to_num(probs).argmax(1))
+
+
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """(8, 8) counts, rows = true label, columns = prediction, in LABELS order."""
     return _sk_confusion(y_true, y_pred, labels=range(len(LABELS)))
