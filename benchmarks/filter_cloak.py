@@ -38,12 +38,15 @@ VARIANTS = {
     "ensemble": ",ensemble=resnet",
     "jpeg": ",jpeg=75",
     "paper": ",good_ssim=2",
+    "local": ",local=true",
+    "long": ",gen=30",
+    "nofloor": ",min_ssim=0",
 }
 
 
 def run(chain: int, variant: str, samples, against: str, readers: list[str]) -> tuple[dict, list[float]]:
     target = emocloak.load_recognizer(against)
-    spec = f"filters:chain={chain}{VARIANTS[variant]}"
+    spec = f"filters:chain={chain}" + "".join(VARIANTS[v] for v in variant.split("+"))
     t0 = time.time()
     rep, _ = evaluate(
         samples,
@@ -155,10 +158,17 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(out) + "\n"
 
 
+def _variant(v: str) -> str:
+    bad = [k for k in v.split("+") if k not in VARIANTS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown variant {bad[0]!r}; known: {', '.join(VARIANTS)}")
+    return v
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chains", type=int, nargs="+", default=[3, 4, 5])
-    p.add_argument("--variants", nargs="+", default=["plain"], choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=["plain"], type=_variant, help=f"{', '.join(VARIANTS)}, or joined by +")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--against", default="cnn", help="the recognizer the search queries")
     p.add_argument("--readers", nargs="+", default=None, help="recognizers never queried (default: the others)")

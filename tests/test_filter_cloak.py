@@ -117,3 +117,47 @@ def test_protect_cli_demo_writes_photo_and_sidecar(tmp_path, cli):
     assert not Image.open(out).getexif()
     again = cli("protect", "--demo", "-o", tmp_path)
     assert again.returncode == 2 and "exists" in again.stderr  # never overwritten silently
+
+
+def test_local_genes_keep_their_place_in_the_operators():
+    from emocloak.attacks.evasion.filter_chain import LOCAL_RANGES
+
+    space = ChainSpace(3, local=LOCAL_RANGES)
+
+    class P:
+        pass
+
+    P.space, P.n_var = space, 18
+    rng = np.random.default_rng(1)
+    parents = space.random_genes(6, rng).reshape(2, 1, 18)
+    for kid in GeneCrossover()._do(P, parents, random_state=rng)[:, 0]:
+        for g in kid.reshape(3, 6):
+            assert any(np.array_equal(g, p) for p in parents[:, 0].reshape(-1, 6))
+    Y = GeneMutation()._do(P, space.random_genes(30, rng).reshape(10, 18), random_state=rng)
+    assert (space.lower <= Y).all() and (space.upper >= Y).all()
+    assert [len(col) for col in space.decode(Y)[0]] == [10] * 6
+
+
+def test_spot_mask_is_one_at_its_centre_and_fades_with_distance():
+    from emocloak.attacks.evasion.filter_chain import spot_mask
+    from emocloak.faces.detect import Box
+
+    m = spot_mask((40, 80), Box(40, 0, 80, 40), np.array([0.5, 0.25]), np.array([0.5, 0.5]), np.array([0.1, 0.2]))
+    assert m.shape == (2, 1, 40, 80) and float(m.max()) <= 1
+    assert float(m[0, 0, 20, 60]) > 0.95 and float(m[1, 0, 20, 50]) > 0.95  # centres: (x, y) inside the box
+    assert float(m[0, 0, 20, 0]) < 1e-6  # far outside the box: untouched
+    assert float(m[1, 0, 20, 58]) > float(m[0, 0, 20, 68])  # the wider spot reaches further
+
+
+def test_local_filter_cloak_edits_only_around_the_face(toy_rec):
+    from emocloak.attacks.evasion.filter_chain import FilterCloak
+    from emocloak.faces.detect import Box
+    from emocloak.recognizers.base import Face
+
+    img = np.full((64, 256, 3), 140, np.uint8)  # the toy "face" is the left quarter
+    cloak = FilterCloak(chain=3, pop_size=10, n_gen=6, a_range=(0.9, 1.3), min_ssim=0.0, local=True, seed=0)
+    toy_rec.find_faces = lambda im: [Face(Box(0, 0, 64, 64), Box(0, 0, 64, 64))]
+    out = cloak(toy_rec, [img])
+    r, changed = out.records[0], np.abs(out.images[0].astype(int) - img).max(2)
+    assert len(r["chain"]) == 3 and {"x", "y", "radius"} == set(r["chain"][0]["where"])
+    assert changed[:, :64].max() > 0 and changed[:, 200:].max() == 0  # 5.7 widest radii away: untouched

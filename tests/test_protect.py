@@ -38,3 +38,7 @@ def test_protect_is_the_package_api_and_records_its_search_settings():
     assert cloaked.shape == img.shape and cloaked.dtype == np.uint8
     assert info["search"]["min_ssim"] == 0.85 and info["search"]["n_gen"] == 1
     assert info["queries"] == 10 and "happiness" in info["before"]["cnn"]["emotion"]
+    local, info = emocloak.protect(img, method="filters", n_gen=1, local=True, seed=1)
+    assert info["search"]["local"] and all(set(g["where"]) == {"x", "y", "radius"} for g in info["chain"])
+    corner = (slice(0, 20), slice(0, 20))  # the astronaut's face is mid-right: spots never reach this corner
+    assert np.abs(local[corner].astype(int) - img[corner]).max() <= 1

@@ -89,7 +89,8 @@ def protect(
 
     The first recognizer is the one the cloak must fool; the others join its fitness
     (an ensemble, so the cloak carries over to recognizers it never queried).
-    `jpeg=Q` makes the search score each candidate after a JPEG round trip at quality Q.
+    `jpeg=Q` makes the search score each candidate after a JPEG round trip at quality Q;
+    `local=True` brushes each filter onto one spot of the face instead of the whole photo.
     method="universal" adds a learnt perturbation to every face (`perturbation`: a file or a
     UniversalPerturbation; default: the shipped one for `target`); no recognizer is queried.
     """
@@ -118,7 +119,7 @@ def protect(
         "seed": seed,
     }
     if method == "filters":
-        keep = ("pop_size", "n_gen", "good_ssim", "min_ssim", "s_range", "a_range", "jpeg")
+        keep = ("pop_size", "n_gen", "good_ssim", "min_ssim", "s_range", "a_range", "jpeg", "local")
         info["search"] = {k: v for k, v in cloak.params().items() if k in keep}
     if method == "universal":
         up = cloak.perturbation(tgt)

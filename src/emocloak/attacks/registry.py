@@ -80,6 +80,7 @@ def _filters(
     a_max: float = 1.1,
     ensemble: str = "",
     jpeg: int | None = None,
+    local: bool = False,
     seed: int = 0,
 ) -> Attack:
     from emocloak.attacks.evasion.filter_chain import FilterCloak
@@ -106,6 +107,7 @@ def _filters(
         a_range=(0.9, a_max),
         ensemble=members,
         jpeg=jpeg,
+        local=local,
         seed=seed,
     )
 
@@ -151,6 +153,7 @@ ATTACKS: dict[str, AttackInfo] = {
             "a_max": "largest filter intensity (default 1.1)",
             "ensemble": "more recognizers the chain must fool, joined by + (e.g. resnet+fer)",
             "jpeg": "score candidates after JPEG at this quality",
+            "local": "true: each filter is brushed onto one spot of the face the search places (default false)",
         },
     ),
     "universal": AttackInfo(

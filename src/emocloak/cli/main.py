@@ -255,6 +255,9 @@ def protect(
         float,
         typer.Option("--min-ssim", min=0.0, max=0.999, help="Filters: never return a chain below this SSIM."),
     ] = 0.8,
+    local: Annotated[
+        bool, typer.Option("--local", help="Filters: brush each filter onto one spot of the face, not the photo.")
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the search.")] = 0,
     demo: Annotated[bool, typer.Option("--demo", help="Cloak the shipped sample photo.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier outputs in --out.")] = False,
@@ -271,7 +274,9 @@ def protect(
     _parse_target(target)
     extra = {"perturbation": _perturbation(perturbation, target, jpeg)} if method == "universal" else {}
     if method == "filters":
-        extra["min_ssim"] = min_ssim
+        extra |= {"min_ssim": min_ssim, "local": local}
+    elif local:
+        fail("--local goes with --method filters")
     if perturbation is not None and method != "universal":
         fail("--perturbation goes with --method universal")
     names = _transfer_names(recognizer)

@@ -20,7 +20,7 @@ from PIL import Image
 from pytorch_msssim import ssim as torch_ssim
 
 from emocloak.attacks.base import Attack
-from emocloak.attacks.filters import FILTER_NAMES, apply_chain
+from emocloak.attacks.filters import FILTER_NAMES, apply_gene
 from emocloak.attacks.filters.search import ChainSpace, search
 from emocloak.errors import NoFaceError
 from emocloak.faces.detect import Box
@@ -79,6 +79,7 @@ class FilterCloak(Attack):
         ensemble: tuple[Recognizer, ...] = (),
         jpeg: int | None = None,
         work_side: int = 512,
+        local: bool = False,
         seed: int | None = 0,
     ) -> None:
         super().__init__(seed)
@@ -88,7 +89,8 @@ class FilterCloak(Attack):
         self.min_ssim = min_ssim
         self.s_range, self.a_range, self.jpeg, self.work_side = s_range, a_range, jpeg, work_side
         self._ensemble = tuple(ensemble)
-        self.space = ChainSpace(chain, len(FILTER_NAMES), s_range, a_range)
+        self.local = local
+        self.space = ChainSpace(chain, len(FILTER_NAMES), s_range, a_range, LOCAL_RANGES if local else ())
 
     def params(self) -> dict:
         p = super().params()
@@ -128,7 +130,7 @@ class FilterCloak(Attack):
 
         def fitness(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             with torch.no_grad():
-                y = self._apply(x.expand(len(X), -1, -1, -1), X)
+                y = self._apply(x.expand(len(X), -1, -1, -1), X, boxes[0])
                 seen = jpeg_batch(y, self.jpeg) if self.jpeg else y
                 f1 = torch.stack(
                     [
@@ -142,7 +144,7 @@ class FilterCloak(Attack):
         res = search(self.space, fitness, self.pop_size, self.n_gen, seed=self.seed or 0, good_ssim=self.good_ssim)
         best = res.best(self.min_ssim)
         with torch.no_grad():
-            full = self._apply(to_tensor(image), res.X[best : best + 1])
+            full = self._apply(to_tensor(image), res.X[best : best + 1], _scaled(boxes[0], 1 / scale))
         out = (full[0].permute(1, 2, 0) * 255).round().byte().numpy()
         details = {
             "chain": self.describe(res.X[best]),
@@ -156,17 +158,49 @@ class FilterCloak(Attack):
         }
         return out, res.evaluations * len(recs), details
 
-    def _apply(self, x: torch.Tensor, X: np.ndarray) -> torch.Tensor:
-        genes = [
-            (torch.from_numpy(i), torch.from_numpy(s).float(), torch.from_numpy(a).float())
-            for i, s, a in self.space.decode(X)
-        ]
-        y = apply_chain(x, genes)
-        return (y * 255).round() / 255  # what gets saved is uint8
+    def _apply(self, x: torch.Tensor, X: np.ndarray, box: Box) -> torch.Tensor:
+        """The encoded chains X on x (one image, or one per chain); local genes act around `box`."""
+        for i, s, a, *where in self.space.decode(X):
+            y = apply_gene(x, torch.from_numpy(i), torch.from_numpy(s).float(), torch.from_numpy(a).float())
+            x = y if not where else x + spot_mask(x.shape[-2:], box, *where) * (y - x)
+        return (x * 255).round() / 255  # what gets saved is uint8
 
     def describe(self, x: np.ndarray) -> list[dict]:
-        """A chain as people read it: filter names with strength and intensity."""
-        return [
-            {"filter": FILTER_NAMES[int(i[0])], "strength": round(float(s[0]), 4), "intensity": round(float(a[0]), 4)}
-            for i, s, a in self.space.decode(x[None])
-        ]
+        """A chain as people read it: filter names with strength and intensity (and where, if local)."""
+        out = []
+        for i, s, a, *where in self.space.decode(x[None]):
+            gene = {"filter": FILTER_NAMES[int(i[0])], "strength": _r(s), "intensity": _r(a)}
+            if where:
+                gene["where"] = dict(zip(("x", "y", "radius"), map(_r, where), strict=True))
+            out.append(gene)
+        return out
+
+
+# local genes: centre (x, y) as fractions of the face box, Gaussian radius as a fraction of its width
+LOCAL_RANGES = ((0.15, 0.85), (0.15, 0.85), (0.08, 0.4))
+
+
+def spot_mask(shape: tuple[int, int], box: Box, cx: np.ndarray, cy: np.ndarray, r: np.ndarray) -> torch.Tensor:
+    """(N, 1, H, W) soft spots, one per chain: the Gaussian weight of a local gene at each pixel.
+
+    A local gene is a filter brushed onto one part of the face (as a selective edit in a photo
+    app): recognizers trained with brightness and contrast augmentation shrug off global tone
+    changes, but not shading that moves around the eyes or mouth.
+    """
+    h, w = shape
+
+    def t(v: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(v, dtype=torch.float32)[:, None, None, None]
+
+    px, py, sd = box.left + t(cx) * box.width, box.top + t(cy) * box.height, t(r) * box.width
+    ys, xs = torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5
+    d2 = (xs.view(1, 1, 1, w) - px) ** 2 + (ys.view(1, 1, h, 1) - py) ** 2
+    return torch.exp(-d2 / (2 * sd**2))
+
+
+def _r(v: np.ndarray) -> float:
+    return round(float(v[0]), 4)
+
+
+def _scaled(box: Box, k: float) -> Box:
+    return Box(round(box.left * k), round(box.top * k), round(box.right * k), round(box.bottom * k), box.score)

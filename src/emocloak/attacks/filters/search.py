@@ -30,36 +30,53 @@ Fitness = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 @dataclass(frozen=True)
 class ChainSpace:
-    """Where chains live: gene count, filter count and the (s, a) ranges."""
+    """Where chains live: gene count, filter count and the ranges of each gene's real parameters.
+
+    A gene is [filter id, s, a] and, with `local` ranges, also [cx, cy, r]: where on the face
+    box the gene applies (centre as fractions of the box, radius as a fraction of its side).
+    """
 
     n_genes: int
     n_filters: int = 26
     s_range: tuple[float, float] = (0.7, 1.0)
     a_range: tuple[float, float] = (0.9, 1.1)
+    local: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def width(self) -> int:
+        return 3 + len(self.local)
+
+    @property
+    def gene_lower(self) -> np.ndarray:
+        return np.array([0.0, self.s_range[0], self.a_range[0], *(lo for lo, _ in self.local)])
+
+    @property
+    def gene_upper(self) -> np.ndarray:
+        return np.array([self.n_filters - 1e-6, self.s_range[1], self.a_range[1], *(hi for _, hi in self.local)])
 
     @property
     def lower(self) -> np.ndarray:
-        return np.tile([0.0, self.s_range[0], self.a_range[0]], self.n_genes)
+        return np.tile(self.gene_lower, self.n_genes)
 
     @property
     def upper(self) -> np.ndarray:
-        return np.tile([self.n_filters - 1e-6, self.s_range[1], self.a_range[1]], self.n_genes)
+        return np.tile(self.gene_upper, self.n_genes)
 
     def random_genes(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """(n, 3) random genes."""
-        lo, hi = self.lower[:3], self.upper[:3]
-        return lo + rng.random((n, 3)) * (hi - lo)
+        """(n, width) random genes."""
+        lo, hi = self.gene_lower, self.gene_upper
+        return lo + rng.random((n, self.width)) * (hi - lo)
 
-    def decode(self, X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per chain position: (filter ids, s, a), each of shape (len(X),)."""
-        G = np.asarray(X, dtype=np.float64).reshape(len(X), self.n_genes, 3)
+    def decode(self, X: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+        """Per chain position: (filter ids, s, a[, cx, cy, r]), each of shape (len(X),)."""
+        G = np.asarray(X, dtype=np.float64).reshape(len(X), self.n_genes, self.width)
         ids = np.clip(np.floor(G[..., 0]).astype(np.int64), 0, self.n_filters - 1)
-        return [(ids[:, g], G[:, g, 1], G[:, g, 2]) for g in range(self.n_genes)]
+        return [(ids[:, g], *(G[:, g, k] for k in range(1, self.width))) for g in range(self.n_genes)]
 
 
 class ChainProblem(Problem):
     def __init__(self, space: ChainSpace, fitness: Fitness) -> None:
-        super().__init__(n_var=3 * space.n_genes, n_obj=2, xl=space.lower, xu=space.upper)
+        super().__init__(n_var=space.width * space.n_genes, n_obj=2, xl=space.lower, xu=space.upper)
         self.space, self.fitness = space, fitness
 
     def _evaluate(self, X, out, *args, **kwargs):
@@ -80,17 +97,17 @@ class GeneCrossover(Crossover):
         super().__init__(2, 2, prob=prob)
 
     def _do(self, problem, X, random_state=None, **kwargs):
-        n_genes = problem.space.n_genes
+        space: ChainSpace = problem.space
         _, n_matings, n_var = X.shape
         Y = X.copy()
         for k in range(n_matings):
-            cut = 3 * int(random_state.integers(1, n_genes))
+            cut = space.width * int(random_state.integers(1, space.n_genes))
             Y[0, k, cut:], Y[1, k, cut:] = X[1, k, cut:], X[0, k, cut:]
         return Y
 
 
 class GeneMutation(Mutation):
-    """Replace each gene with probability `p_gene`; nudge the kept genes' s and a by a Gaussian step."""
+    """Replace each gene with probability `p_gene`; nudge the kept genes' real parameters by a Gaussian step."""
 
     def __init__(self, p_gene: float | None = None, sigma: float = 0.15) -> None:
         super().__init__()
@@ -100,10 +117,10 @@ class GeneMutation(Mutation):
         space: ChainSpace = problem.space
         rng = random_state
         p = self.p_gene if self.p_gene is not None else 1.0 / space.n_genes
-        G = X.reshape(len(X), space.n_genes, 3).copy()
+        G = X.reshape(len(X), space.n_genes, space.width).copy()
         replace = rng.random(G.shape[:2]) < p
         G[replace] = space.random_genes(int(replace.sum()), rng)
-        lo, hi = space.lower[:3], space.upper[:3]
+        lo, hi = space.gene_lower, space.gene_upper
         step = rng.normal(0, self.sigma, G[..., 1:].shape) * (hi[1:] - lo[1:])
         G[..., 1:] = np.where(replace[..., None], G[..., 1:], np.clip(G[..., 1:] + step, lo[1:], hi[1:]))
         return G.reshape(len(X), -1)
