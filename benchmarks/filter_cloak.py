@@ -11,6 +11,9 @@ the same cloaked photos read by recognizers the search never queried (resnet, fe
 success after JPEG quality 75. Variant `strong` lets intensities reach 1.45 (the paper's range for
 its strongest filters); `ensemble` adds resnet to the fitness and `jpeg`
 scores candidates after JPEG 75: the two things tried to carry the cloak further.
+`local` brushes each filter onto one spot of the face (the search places it); `long` runs
+30 generations; `nofloor` drops the SSIM floor. Variants combine with +, e.g.
+`strong+long+nofloor` (chain 5): how far filters get at all, whatever the photo looks like.
 Writes benchmarks/results/filter_cloak.md, .json and figures filter_cloak_*.png.
 """
 
@@ -125,6 +128,9 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "- Success = the recognizer's reading of the saved (uint8) cloaked photo differs from its reading of "
         "the original; the other recognizers never queried by the search read the same cloaked photos.",
         "- JPEG 75: cloaked photo re-encoded, compared with the reading of the re-encoded original.",
+        "- Attack specs (`emocloak evaluate --attack SPEC`): "
+        + "; ".join(f"{r['variant']} chain {r['chain']} = `{r['spec']}`" for r in rows)
+        + ".",
         "",
         f"| chain | variant | success vs {who} % | SSIM median | SSIM p10 | face SSIM median | PSNR median | "
         "queries median | s/photo median | success after JPEG75 % | "
@@ -168,7 +174,7 @@ def _variant(v: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chains", type=int, nargs="+", default=[3, 4, 5])
-    p.add_argument("--variants", nargs="+", default=["plain"], type=_variant, help=f"{', '.join(VARIANTS)}, or joined by +")
+    p.add_argument("--variants", nargs="+", default=["plain"], type=_variant, help=f"{', '.join(VARIANTS)}; or a+b")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--against", default="cnn", help="the recognizer the search queries")
     p.add_argument("--readers", nargs="+", default=None, help="recognizers never queried (default: the others)")

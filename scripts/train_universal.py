@@ -57,6 +57,7 @@ def main() -> None:
     p.add_argument("--eps", type=float, default=8, help="L-inf budget in /255")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="Adam step in /255 (default eps/10)")
     p.add_argument("--size", type=int, default=None, help="side of the learnt delta (default: the recognizer's input)")
     p.add_argument("--targets", default="all", help="all, or comma-separated labels and/or 'untargeted'")
     p.add_argument("--out-dir", type=Path, default=WEIGHTS)
@@ -83,6 +84,7 @@ def main() -> None:
             target,
             steps=a.steps,
             batch_size=a.batch_size,
+            lr=None if a.lr is None else a.lr / 255,
             jpeg_quality=a.jpeg,
             quality_weight=a.quality_weight,
             ce_weight=a.ce_weight,

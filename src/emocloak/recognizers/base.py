@@ -101,6 +101,13 @@ class Recognizer:
         """Differentiable: RGB face crops in [0, 1] -> penultimate features."""
         return self.model.features(self.to_input(crops))
 
+    def read(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable: (features, logits over LABELS), in one pass where the model offers it."""
+        if hasattr(self.model, "read"):
+            f, out = self.model.read(self.to_input(crops))
+            return f, self._to_canonical(out)
+        return self.features(crops), self.logits(crops)
+
     # --- photo path ----------------------------------------------------------
     def faces(self, image: ImageLike) -> list[Face]:
         """All faces this recognizer's own detector finds in a photo, largest first.

@@ -26,15 +26,20 @@ class FaceNet(nn.Module):
     def _norm(x: torch.Tensor) -> torch.Tensor:
         return (x - 0.5) / 0.5
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features (flip-averaged at eval time), for feature-space attacks."""
+    def read(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(penultimate features, logits) from one pass per view (flip-averaged at eval time).
+
+        Feature-space attacks need both; computing them apart would run the trunk twice.
+        """
         f = self.net.features(self._norm(x))
+        out = self.net.classify(f)
         if self.flip_tta and not self.training:
-            f = 0.5 * (f + self.net.features(self._norm(x.flip(-1))))
-        return f
+            g = self.net.features(self._norm(x.flip(-1)))
+            f, out = 0.5 * (f + g), 0.5 * (out + self.net.classify(g))
+        return f, out
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.read(x)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(self._norm(x))
-        if self.flip_tta and not self.training:
-            out = 0.5 * (out + self.net(self._norm(x.flip(-1))))
-        return out
+        return self.read(x)[1]

@@ -1,7 +1,8 @@
 """Plain-torch architectures for 48x48 grayscale faces (no torchvision here).
 
-Each net returns logits from `forward` and penultimate features from `features`,
-so white-box and feature-space attacks share one path through the model.
+Each net returns logits from `forward`, penultimate features from `features` and logits
+from features with `classify`, so white-box and feature-space attacks share one path
+through the model.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ class ResNetFace(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.body(x), 1), 1)
 
+    def classify(self, f: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(f))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.features(x)))
+        return self.classify(self.features(x))
 
 
 class VGGFace(nn.Module):
@@ -77,8 +81,11 @@ class VGGFace(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body(x))
 
+    def classify(self, f: torch.Tensor) -> torch.Tensor:
+        return self.head(f)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.classify(self.features(x))
 
 
 ARCHS = {"resnet": ResNetFace, "vgg": VGGFace}

@@ -1,15 +1,16 @@
 """NSGA-II over filter chains (Baia et al. 2022), kept pymoo-style: problem, operators, termination apart.
 
 An individual is a chain of `n_genes` genes (filter id, strength s, intensity a),
-encoded as a flat float vector [f0, s0, a0, f1, s1, a1, ...]; the filter id is the
-floor of its float. Both objectives are minimised:
+encoded as a flat float vector [f0, s0, a0, f1, s1, a1, ...] (local genes add their
+spot: [f, s, a, cx, cy, r] each); the filter id is the floor of its float.
+Both objectives are minimised:
 
 * f1: graded "not yet fooled" score from the fitness function (negative = success);
 * f2: 1 - SSIM to the original.
 
 Operators follow the paper: one-point crossover at gene boundaries, mutation that
 replaces whole genes, plus a small Gaussian (evolution-strategy) step on the
-continuous s and a of the genes it keeps.
+continuous parameters of the genes it keeps.
 """
 
 from __future__ import annotations
