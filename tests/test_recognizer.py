@@ -45,6 +45,16 @@ def test_differentiable_path_matches_predict_and_has_gradients(toy, astronaut):
     assert toy.features(x.detach()).shape == (1, toy.model.feature_dim)
 
 
+@pytest.mark.parametrize("arch", ["vgg", "resnet"])
+def test_read_gives_features_and_logits_of_one_pass(arch):
+    torch.manual_seed(0)
+    rec = Recognizer("toy", FaceNet(arch, width=8), LABELS, input_size=48)
+    x = torch.rand(4, 3, 60, 60)
+    f, logits = rec.read(x)
+    torch.testing.assert_close(f, rec.features(x))
+    torch.testing.assert_close(logits, rec.logits(x))
+
+
 def test_models_with_fewer_classes_map_by_name():
     class Three(torch.nn.Module):
         def forward(self, x):
