@@ -324,7 +324,11 @@ def protect(
         )
     missed = sum(not info["success_saved"] for _, _, info in done)
     if missed:
-        hint = "--chain 5 or a lower --min-ssim" if method == "filters" else "a larger budget (`universal train --eps`)"
+        hint = (
+            f"--chain 5{', no --local' if local else ''} or a lower --min-ssim"
+            if method == "filters"
+            else "a larger budget (`universal train --eps`)"
+        )
         err.print(
             f"{missed} photo(s) still read as before; their copies are the most natural edit found. "
             f"A stronger cloak trades looks for success: {hint}.",
