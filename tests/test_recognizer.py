@@ -46,11 +46,11 @@ def test_differentiable_path_matches_predict_and_has_gradients(toy, astronaut):
 
 
 @pytest.mark.parametrize("arch", ["vgg", "resnet"])
-def test_read_gives_features_and_logits_of_one_pass(arch):
+def test_features_and_logits_come_from_one_pass(arch):
     torch.manual_seed(0)
     rec = Recognizer("toy", FaceNet(arch, width=8), LABELS, input_size=48)
     x = torch.rand(4, 3, 60, 60)
-    f, logits = rec.read(x)
+    f, logits = rec.features_and_logits(x)
     torch.testing.assert_close(f, rec.features(x))
     torch.testing.assert_close(logits, rec.logits(x))
 

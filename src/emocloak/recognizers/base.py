@@ -101,10 +101,10 @@ class Recognizer:
         """Differentiable: RGB face crops in [0, 1] -> penultimate features."""
         return self.model.features(self.to_input(crops))
 
-    def read(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features_and_logits(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable: (features, logits over LABELS), in one pass where the model offers it."""
-        if hasattr(self.model, "read"):
-            f, out = self.model.read(self.to_input(crops))
+        if hasattr(self.model, "features_and_logits"):
+            f, out = self.model.features_and_logits(self.to_input(crops))
             return f, self._to_canonical(out)
         return self.features(crops), self.logits(crops)
 

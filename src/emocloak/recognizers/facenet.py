@@ -26,7 +26,7 @@ class FaceNet(nn.Module):
     def _norm(x: torch.Tensor) -> torch.Tensor:
         return (x - 0.5) / 0.5
 
-    def read(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(penultimate features, logits) from one pass per view (flip-averaged at eval time).
 
         Feature-space attacks need both; computing them apart would run the trunk twice.
@@ -39,7 +39,7 @@ class FaceNet(nn.Module):
         return f, out
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.read(x)[0]
+        return self.features_and_logits(x)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.read(x)[1]
+        return self.features_and_logits(x)[1]

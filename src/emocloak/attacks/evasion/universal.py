@@ -27,8 +27,8 @@ Design choices:
   crops read as the target; probability-weighted mean over all crops when fewer than
   MIN_CENTROID are), plus `ce_weight` * cross-entropy toward the target on the logits, which
   turns "near the centroid" into "over the decision boundary".
-* Features and logits come from one pass (`Recognizer.read`); apart, each step ran the trunk
-  twice per flip view. More steps still pay: on 1,000 FER+ valid faces, 200 steps gave 60.0%, 1000
+* Features and logits come from one pass (`Recognizer.features_and_logits`); apart, each step
+  ran the trunk twice per flip view. More steps still pay: on 1,000 FER+ valid faces, 200 steps gave 60.0%, 1000
   steps 66.7% (the shipped file; both records are in its git history and metadata).
 * Adam on delta, projected onto the L-inf ball after each step, x + delta clamped to [0, 1],
   cosine-annealed learning rate. Optional JPEG in the loop by BPDA: the forward pass sees the
@@ -194,7 +194,7 @@ def _read_all(rec: Recognizer, crops: torch.Tensor, batch: int = 256) -> tuple[t
     """Features and probabilities of every training crop, once."""
     feats, probs = [], []
     for s in range(0, len(crops), batch):
-        f, logits = rec.read(_float(crops[s : s + batch]))
+        f, logits = rec.features_and_logits(_float(crops[s : s + batch]))
         feats.append(f)
         probs.append(logits.softmax(1))
     return torch.cat(feats), torch.cat(probs)
@@ -244,7 +244,7 @@ def _loss(
     """
     total = x.new_zeros(())
     for rec, ref, c in zip(recs, refs, clean, strict=True):
-        feats, logits = rec.read(seen)
+        feats, logits = rec.features_and_logits(seen)
         cos = F.cosine_similarity(feats, ref, dim=1).mean()
         if target is None:
             others = logits.scatter(1, c[:, None], -torch.inf).amax(1)
