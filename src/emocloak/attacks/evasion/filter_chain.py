@@ -184,8 +184,8 @@ def spot_mask(shape: tuple[int, int], box: Box, cx: np.ndarray, cy: np.ndarray, 
     """(N, 1, H, W) soft spots, one per chain: the Gaussian weight of a local gene at each pixel.
 
     A local gene is a filter brushed onto one part of the face (as a selective edit in a photo
-    app): recognizers trained with brightness and contrast augmentation shrug off global tone
-    changes, but not shading that moves around the eyes or mouth.
+    app), tried because recognizers shrug off global tone changes. Measured, it buys quality,
+    not success (`benchmarks/results/filter_cloak_local.md`): SSIM ~0.97 but fewer photos fooled.
     """
     h, w = shape
 
