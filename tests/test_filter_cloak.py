@@ -161,3 +161,9 @@ def test_local_filter_cloak_edits_only_around_the_face(toy_rec):
     r, changed = out.records[0], np.abs(out.images[0].astype(int) - img).max(2)
     assert len(r["chain"]) == 3 and {"x", "y", "radius"} == set(r["chain"][0]["where"])
     assert changed[:, :64].max() > 0 and changed[:, 200:].max() == 0  # 5.7 widest radii away: untouched
+
+
+def test_protect_cli_refuses_local_outside_the_filter_cloak(tmp_path, cli):
+    r = cli("protect", "--demo", "-o", tmp_path, "--method", "universal", "--local")
+    assert r.returncode == 2 and "--local goes with --method filters" in r.stderr
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -330,8 +330,9 @@ def protect(
             else "a larger budget (`universal train --eps`)"
         )
         err.print(
-            f"{missed} photo(s) still read as before; their copies are the most natural edit found. "
-            f"A stronger cloak trades looks for success: {hint}.",
+            f"{missed} photo(s) still read as before"
+            + ("; their copies are the most natural edit found. " if method == "filters" else ". ")
+            + f"A stronger cloak trades looks for success: {hint}.",
             highlight=False,
             soft_wrap=True,
         )
