@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from emocloak.errors import EmocloakError
@@ -42,3 +43,16 @@ def test_protect_is_the_package_api_and_records_its_search_settings():
     assert info["search"]["local"] and all(set(g["where"]) == {"x", "y", "radius"} for g in info["chain"])
     corner = (slice(0, 20), slice(0, 20))  # the astronaut's face is mid-right: spots never reach this corner
     assert np.abs(local[corner].astype(int) - img[corner]).max() <= 1
+
+
+def test_protect_api_warns_about_a_weak_universal_perturbation():
+    import emocloak
+    from emocloak.attacks.evasion.universal import UniversalPerturbation
+
+    img = np.asarray(Image.open(emocloak.sample_photo_path()).resize((256, 256)))
+    weak = UniversalPerturbation(torch.zeros(3, 8, 8), {"eps": 8, "holdout": {"success": {"cnn": 0.1}}})
+    strong = UniversalPerturbation(torch.zeros(3, 8, 8), {"eps": 8, "holdout": {"success": {"cnn": 0.7}}})
+    _, info = emocloak.protect(img, method="universal", perturbation=weak)
+    assert "cnn 10%" in info["note"]
+    _, info = emocloak.protect(img, method="universal", perturbation=strong)
+    assert "note" not in info

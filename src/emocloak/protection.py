@@ -125,6 +125,8 @@ def protect(
         up = cloak.perturbation(tgt)
         info["faces"] = record.get("faces")
         info["perturbation"] = {k: up.meta.get(k) for k in ("recognizers", "eps", "target", "data", "created")}
+        if note := up.weakness():
+            info["note"] = note
     return cloaked, info
 
 

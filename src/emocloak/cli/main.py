@@ -353,16 +353,8 @@ def _perturbation(path: Path | None, target: str | None, jpeg: int | None):
     tgt = _parse_target(target)
     if tgt is not None and up.target != tgt:
         fail(f"--perturbation was learnt for {up.meta.get('target') or 'untargeted cloaking'}, not --target {target}")
-    rates = (up.meta.get("holdout") or {}).get("success") or {}
-    weak = {name: rate for name, rate in rates.items() if rate < 0.5}
-    if weak:
-        measured = ", ".join(f"{name} {rate:.0%}" for name, rate in weak.items())
-        err.print(
-            f"note: when learnt, this perturbation worked on few held-out faces ({measured}); expect most photos "
-            "to keep their reading",
-            highlight=False,
-            soft_wrap=True,
-        )
+    if note := up.weakness():
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
     return up
 
 

@@ -101,6 +101,17 @@ class UniversalPerturbation:
         t = self.meta.get("target")
         return None if t is None else label_index(t)
 
+    def weakness(self, floor: float = 0.5) -> str | None:
+        """A warning where, when learnt, it fooled fewer than `floor` of the held-out faces; else None."""
+        rates = (self.meta.get("holdout") or {}).get("success") or {}
+        weak = ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items() if rate < floor)
+        if not weak:
+            return None
+        return (
+            f"when learnt, this perturbation worked on few held-out faces ({weak}); "
+            "expect most photos to keep their reading"
+        )
+
     def rescaled(self, eps: float) -> UniversalPerturbation:
         """The same pattern at another L-inf budget eps ([0, 1] units): delta * eps / learnt eps."""
         if not 0 < eps <= MAX_EPS:
