@@ -253,10 +253,10 @@ def main() -> None:
     if files[0].stem == "universal_untargeted":
         rows += [r for e in a.sweep for r in run_file(files[0], datasets, e)]
     art = None
+    test_faces = np.stack(datasets["FER+ test"].images)
     if a.art_faces and files[0].stem == "universal_untargeted":
-        test_faces = np.stack(datasets["FER+ test"].images)
         art = art_side_by_side(files[0], a.art_faces, test_faces, seed=0, steps=a.same_steps)
-    speed = apply_speed(files[0], np.stack(datasets["FER+ test"].images))
+    speed = apply_speed(files[0], test_faces)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "universal_cloak.json").write_text(json.dumps({"rows": rows, "art": art, "speed": speed}, indent=2))
     (RESULTS / "universal_cloak.md").write_text(render(rows, art, a, speed))

@@ -122,6 +122,18 @@ def test_chain_shape_range_and_order():
     torch.testing.assert_close(y, step, atol=0, rtol=0)
 
 
+def test_spots_blend_each_gene_in_where_they_weigh():
+    x, ids, s, a = _batch()
+    genes = [(ids, s, a), (ids.flip(0), s, a)]
+    h, w = x.shape[-2:]
+    half = torch.zeros(len(x), 1, h, w)
+    half[..., : w // 2] = 1
+    torch.testing.assert_close(apply_chain(x, genes, [torch.ones_like(half)] * 2), apply_chain(x, genes))
+    y = apply_chain(x, genes, [half, half])
+    torch.testing.assert_close(y[..., w // 2 :], x[..., w // 2 :])  # weight 0: untouched
+    torch.testing.assert_close(y[..., : w // 2], apply_chain(x, genes)[..., : w // 2])
+
+
 def test_one_image_broadcasts_to_a_population():
     x = to_tensor(IMAGES["astronaut96"])
     ids, s, a = torch.tensor([1, 7, 20]), torch.tensor([1.0, 0.8, 0.9]), torch.tensor([1.0, 1.1, 0.9])

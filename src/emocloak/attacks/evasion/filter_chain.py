@@ -20,7 +20,7 @@ from PIL import Image
 from pytorch_msssim import ssim as torch_ssim
 
 from emocloak.attacks.base import Attack
-from emocloak.attacks.filters import FILTER_NAMES, apply_gene
+from emocloak.attacks.filters import FILTER_NAMES, apply_chain
 from emocloak.attacks.filters.search import ChainSpace, search
 from emocloak.errors import NoFaceError
 from emocloak.faces.detect import Box
@@ -160,10 +160,13 @@ class FilterCloak(Attack):
 
     def _apply(self, x: torch.Tensor, X: np.ndarray, box: Box) -> torch.Tensor:
         """The encoded chains X on x (one image, or one per chain); local genes act around `box`."""
-        for i, s, a, *where in self.space.decode(X):
-            y = apply_gene(x, torch.from_numpy(i), torch.from_numpy(s).float(), torch.from_numpy(a).float())
-            x = y if not where else x + spot_mask(x.shape[-2:], box, *where) * (y - x)
-        return (x * 255).round() / 255  # what gets saved is uint8
+        decoded = self.space.decode(X)
+        genes = [
+            (torch.from_numpy(i), torch.from_numpy(s).float(), torch.from_numpy(a).float()) for i, s, a, *_ in decoded
+        ]
+        spots = [spot_mask(x.shape[-2:], box, *where) for _, _, _, *where in decoded] if self.local else None
+        y = apply_chain(x, genes, spots)
+        return (y * 255).round() / 255  # what gets saved is uint8
 
     def describe(self, x: np.ndarray) -> list[dict]:
         """A chain as people read it: filter names with strength and intensity (and where, if local)."""

@@ -228,8 +228,13 @@ def apply_gene(x: Tensor, filter_ids: Tensor, s: Tensor | float, a: Tensor | flo
     return ops.lerp(x, fx, ops.per_image(s, x)).clamp(0, 1)
 
 
-def apply_chain(x: Tensor, genes: Sequence[Gene]) -> Tensor:
-    """Apply genes in order; each gene holds one (ids, s, a) triple per image."""
-    for ids, s, a in genes:
-        x = apply_gene(x, ids, s, a)
+def apply_chain(x: Tensor, genes: Sequence[Gene], spots: Sequence[Tensor] | None = None) -> Tensor:
+    """Apply genes in order; each gene holds one (ids, s, a) triple per image.
+
+    spots: one (B, 1, H, W) weight per gene through which its result is blended in (a filter
+    brushed onto part of the image); None applies every gene to the whole image.
+    """
+    for k, (ids, s, a) in enumerate(genes):
+        y = apply_gene(x, ids, s, a)
+        x = y if spots is None else x + spots[k] * (y - x)
     return x
