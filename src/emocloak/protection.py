@@ -24,6 +24,7 @@ from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.registry import load_recognizer
 
 METHODS = ("filters", "universal")
+DEFAULT_METHOD = "filters"  # the method `protect` uses when none is named: the best one measured
 SAVE_FORMATS = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
@@ -77,7 +78,7 @@ def _reading(rec: Recognizer, image: np.ndarray) -> dict | None:
 
 def protect(
     image: ImageLike | str | Path,
-    method: str = "filters",
+    method: str = DEFAULT_METHOD,
     chain: int = 3,
     target: str | None = None,
     recognizers: Sequence[str | Recognizer] | None = None,
