@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from emocloak.data.ferplus import load_ferplus
+from emocloak.data.provenance import training_data
 from emocloak.defences.recipes import DefenceConfig, cli_command, train_defence, training_faces
 from emocloak.recognizers.registry import WEIGHTS
 from emocloak.training import TrainConfig, record_run
@@ -90,6 +91,7 @@ def main() -> None:
             te,
             wall_seconds=time.time() - t0,
             data="FER+ train (fer2013new.csv, majority protocol); valid/test: FER+ valid/test",
+            training_data=training_data("train", tr.names),
             command=" ".join(["python", *sys.argv]),
             equivalent_cli=cli_command(d, cfg, a.data, out),
         )

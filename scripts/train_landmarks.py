@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from emocloak.data.ferplus import load_ferplus
+from emocloak.data.ferplus import load_ferplus, split_names
+from emocloak.data.provenance import training_data
 from emocloak.faces.landmarks import dataset_landmarks
 from emocloak.labels import LABELS
 from emocloak.metrics.classification import accuracy, predicted_labels
@@ -199,6 +200,7 @@ def main() -> None:
         train_seconds=report[chosen]["train_seconds"],
         wall_seconds=round(time.time() - t0, 1),
         data="FER+ train (fer2013new.csv, majority protocol; votes as soft labels for torch heads)",
+        training_data=training_data("train", split_names(a.data, "train")),
         landmarks="dlib 68-point shape predictor on 48x48 faces upsampled to 160 px (bicubic)",
         command=" ".join(["python", *sys.argv]),
     )

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from emocloak.data.ferplus import load_ferplus
+from emocloak.data.provenance import training_data
 from emocloak.training import TrainConfig, record_run, train
 
 
@@ -39,6 +40,7 @@ def main() -> None:
         te,
         wall_seconds=time.time() - t0,
         data="FER+ train (fer2013new.csv, majority protocol)",
+        training_data=training_data("train", tr.names),
         command=" ".join(["python", *__import__("sys").argv]),
     )
     print(f"FER+ test accuracy {meta['test_acc']:.4f} (valid {meta['valid_acc']:.4f}), {meta['wall_seconds']:.0f}s")

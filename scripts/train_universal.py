@@ -23,6 +23,7 @@ import torch
 from emocloak.attacks.evasion.universal import face_crops, learn_universal
 from emocloak.data.datasets import load_manifest
 from emocloak.data.ferplus import load_ferplus
+from emocloak.data.provenance import training_data
 from emocloak.labels import LABELS, label_index
 from emocloak.recognizers.registry import WEIGHTS, load_recognizer
 
@@ -33,14 +34,17 @@ def _targets(spec: str) -> list[str | None]:
     return [None if t == "untargeted" else LABELS[label_index(t)] for t in spec.split(",")]
 
 
-def _training_crops(data: Path, rec, size: int, n_faces: int | None, seed: int) -> tuple[torch.Tensor, str]:
+def _training_crops(data: Path, rec, size: int, n_faces: int | None, seed: int) -> tuple[torch.Tensor, str, dict]:
+    """Crops, a line about them, and the `training_data` record of the pool they were drawn from."""
     fer, tcce = load_ferplus(data / "ferplus", "train"), load_manifest(data / "tcce" / "manifest.csv", "train")
     n_fer = n_tcce = None
     if n_faces is not None:
         n_fer = round(n_faces * len(fer) / (len(fer) + len(tcce)))
         n_tcce = n_faces - n_fer
     a, b = face_crops(fer, rec, size, n_fer, seed), face_crops(tcce, rec, size, n_tcce, seed)
-    return torch.cat([a, b]), f"FER+ train ({len(a)} faces) + TCCE train ({len(b)} photos' faces by {rec.name})"
+    about = f"FER+ train ({len(a)} faces) + TCCE train ({len(b)} photos' faces by {rec.name})"
+    pool = training_data("train", fer.names, tcce.paths, tcce.subjects, note="a seeded subset of these (n_train)")
+    return torch.cat([a, b]), about, pool
 
 
 def _holdout(data: Path, n: int | None, seed: int) -> np.ndarray:
@@ -72,7 +76,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     recs = [load_recognizer(n) for n in a.recognizers.split(",")]
-    crops, about = _training_crops(a.data, recs[0], a.size or recs[0].input_size, a.n_faces, a.seed)
+    crops, about, pool = _training_crops(a.data, recs[0], a.size or recs[0].input_size, a.n_faces, a.seed)
     holdout = _holdout(a.data, a.n_holdout, a.seed)
     print(f"{about}; hold-out: {len(holdout)} FER+ valid faces")
     for target in _targets(a.targets):
@@ -95,6 +99,7 @@ def main() -> None:
         )
         out = up.save(a.out_dir / f"universal_{target or 'untargeted'}.pt")
         meta = {**up.meta, "command": " ".join(["python", *sys.argv]), "wall_seconds": round(time.time() - t0, 1)}
+        meta["training_data"] = pool
         out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         h = up.meta["holdout"]
         rates = ", ".join(f"{n} {v:.1%}" for n, v in h["success"].items())

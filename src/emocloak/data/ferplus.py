@@ -82,14 +82,24 @@ def load_ferplus(root: str | Path, split: str = "train", authority: str = "fer20
     folder = root / SPLIT_DIRS[split]
     if not folder.is_dir():
         raise DatasetError(f"{folder} not found: expected FER+ layout {'/'.join(SPLIT_DIRS.values())}")
+    names, labels, votes = _labelled_rows(root, split, authority)
+    images = np.stack([_read_gray(folder / n) for n in names]) if names else np.zeros((0, 48, 48), np.uint8)
+    emo = votes[:, : len(LABELS)]
+    return FaceSet(images, labels.astype(np.int64), names, emo / emo.sum(1, keepdims=True))
+
+
+def _labelled_rows(root: Path, split: str, authority: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, majority labels, 10 vote counts) of the images the majority protocol keeps."""
     rows = _read_vote_rows(root, split, authority)
     votes = np.asarray([v for _, v in rows], dtype=np.float32).reshape(-1, _N_VOTES)
     labels = majority(votes)
     keep = np.flatnonzero(labels >= 0)
-    names = [rows[i][0] for i in keep]
-    images = np.stack([_read_gray(folder / n) for n in names]) if names else np.zeros((0, 48, 48), np.uint8)
-    emo = votes[keep, : len(LABELS)]
-    return FaceSet(images, labels[keep].astype(np.int64), names, emo / emo.sum(1, keepdims=True))
+    return [rows[i][0] for i in keep], labels[keep], votes[keep]
+
+
+def split_names(root: str | Path, split: str, authority: str = "fer2013new") -> list[str]:
+    """The image names of one split as `load_ferplus` keeps them, without reading the images."""
+    return _labelled_rows(Path(root), split, authority)[0]
 
 
 def _read_gray(path: Path) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The one recognizer interface that attacks, defences and metrics talk to.
 
 A recognizer owns its whole pipeline: find the face, crop a square, convert to
-gray, resize, normalise, classify. Two entry points:
+gray (unless the model reads colour), resize, normalise, classify. Two entry points:
 
 * `predict_proba(images)`: photos (or pre-cropped faces) of any size in,
   probabilities over `LABELS` out. What users and black-box attacks see.
@@ -61,8 +61,10 @@ class Recognizer:
         input_size: int,
         find_faces: Callable[[np.ndarray], list[Face]] = dlib_faces,
         antialias: bool = True,
+        color: bool = False,
     ) -> None:
         self.name = name
+        self.color = color
         self.model = model.eval()
         self.input_size = input_size
         self.find_faces = find_faces
@@ -74,20 +76,22 @@ class Recognizer:
             p.requires_grad_(False)
 
     def __repr__(self) -> str:
-        return f"Recognizer({self.name!r}, input {self.input_size}x{self.input_size} gray)"
+        mode = "RGB" if self.color else "gray"
+        return f"Recognizer({self.name!r}, input {self.input_size}x{self.input_size} {mode})"
 
     # --- differentiable path -------------------------------------------------
     def to_input(self, crops: torch.Tensor) -> torch.Tensor:
-        """RGB crops (N, 3, H, W) in [0, 1] -> the model's gray input (N, 1, S, S)."""
-        w = torch.tensor(GRAY, dtype=crops.dtype, device=crops.device).view(1, 3, 1, 1)
-        gray = (crops * w).sum(1, keepdim=True)
+        """RGB crops (N, 3, H, W) in [0, 1] -> the model's input (N, C, S, S): gray, or RGB if `color`."""
+        if self.color:
+            x = crops
+        else:
+            w = torch.tensor(GRAY, dtype=crops.dtype, device=crops.device).view(1, 3, 1, 1)
+            x = (crops * w).sum(1, keepdim=True)
         s = self.input_size
-        if gray.shape[-2:] != (s, s):
-            down = gray.shape[-1] > s
-            gray = F.interpolate(
-                gray, size=(s, s), mode="bilinear", align_corners=False, antialias=self.antialias and down
-            )
-        return gray
+        if x.shape[-2:] != (s, s):
+            down = x.shape[-1] > s
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=self.antialias and down)
+        return x
 
     def _to_canonical(self, out: torch.Tensor) -> torch.Tensor:
         full = out.new_full((out.shape[0], len(LABELS)), MISSING_LOGIT)
@@ -133,11 +137,11 @@ class Recognizer:
         return crop(rgb, faces[0].crop_box), faces[0].crop_box
 
     def prepare(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 crops of any sizes -> model input batch (N, 1, S, S)."""
+        """RGB uint8 crops of any sizes -> model input batch (N, C, S, S)."""
         return (
             torch.cat([self.to_input(to_tensor(c)) for c in crops])
             if crops
-            else torch.zeros(0, 1, self.input_size, self.input_size)
+            else torch.zeros(0, 3 if self.color else 1, self.input_size, self.input_size)
         )
 
     @torch.no_grad()

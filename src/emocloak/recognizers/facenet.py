@@ -1,4 +1,4 @@
-"""The differentiable face model: pixels of a fixed 48x48 gray crop in [0, 1] -> logits.
+"""The differentiable face model: pixels of a fixed face crop (48x48 gray by default) in [0, 1] -> logits.
 
 Normalisation and flip test-time augmentation live inside the module so that a
 white-box attack differentiates through exactly what the recognizer computes.
@@ -13,12 +13,15 @@ from emocloak.recognizers.nets import ARCHS
 
 
 class FaceNet(nn.Module):
-    def __init__(self, arch: str = "vgg", n_classes: int = 8, flip_tta: bool = True, **kwargs: object) -> None:
+    def __init__(
+        self, arch: str = "vgg", n_classes: int = 8, flip_tta: bool = True, in_ch: int = 1, **kwargs: object
+    ) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
         self.arch = arch
-        self.net = ARCHS[arch](n_classes=n_classes, **kwargs)
+        self.in_ch = in_ch
+        self.net = ARCHS[arch](n_classes=n_classes, in_ch=in_ch, **kwargs)
         self.flip_tta = flip_tta
         self.feature_dim = self.net.feature_dim
 

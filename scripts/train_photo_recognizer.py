@@ -1,0 +1,136 @@
+"""Train the `photo` recognizer: 64x64 colour, FER+ train + TCCE train performers, photo-channel augmentation.
+
+    nice -n 19 python scripts/train_photo_recognizer.py --threads 1 \
+        --out src/emocloak/recognizers/weights/photo.pt            # add --resume to continue
+
+Starts from the shipped `cnn` (its first conv spread over RGB). Faces and photos are read once
+into a cache (`runs/photo_cache/`, never committed). Validation: FER+ valid and the TCCE training
+performers given by --valid-subjects (held out of training); the 6 TCCE test performers are
+never read before the final test. Writes the weights and a .json beside them: config, the exact
+data (FER+ split, TCCE photo list and performers), per-epoch validation, seconds and the test
+accuracies (FER+ test on its crops; TCCE test through the recognizer's own pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emocloak.data.datasets import load_manifest
+from emocloak.data.ferplus import FaceSet, load_ferplus
+from emocloak.data.images import load_rgb
+from emocloak.data.provenance import TCCE_TEST_SUBJECTS, training_data
+from emocloak.metrics.classification import accuracy, per_class_recall, predicted_labels
+from emocloak.photo_training import (
+    PhotoConfig,
+    PhotoSet,
+    build_photo_set,
+    clean_face_crops,
+    clean_photo_crops,
+    train_photo,
+)
+from emocloak.recognizers.registry import WEIGHTS, load_facenet
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def cached_faces(data: Path, split: str, cache: Path) -> FaceSet:
+    path = cache / f"ferplus_{split}.npz"
+    if path.is_file():
+        z = np.load(path)
+        return FaceSet(z["images"], z["labels"], list(z["names"]), z["votes"])
+    fs = load_ferplus(data / "ferplus", split)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=fs.images, labels=fs.labels, names=np.asarray(fs.names), votes=fs.votes)
+    return fs
+
+
+def cached_tcce_train(data: Path, cache: Path) -> PhotoSet:
+    path = cache / "tcce_train.npz"
+    if path.is_file():
+        return PhotoSet.load(path)
+    ps = load_manifest(data / "tcce" / "manifest.csv", "train")
+    leaked = sorted(set(ps.subjects) & set(TCCE_TEST_SUBJECTS))
+    if leaked:
+        raise SystemExit(f"TCCE train split holds test performers {leaked}: refusing to train")
+    log(f"caching {len(ps)} TCCE train photos (both detectors)")
+    photos = build_photo_set(ps.paths, ps.labels, ps.subjects, log)
+    photos.save(path)
+    return photos
+
+
+def test_scores(weights: Path, data: Path) -> dict:
+    """FER+ test (its 48 px crops) and TCCE test (the recognizer's full pipeline; no face = wrong)."""
+    rec = load_facenet(weights, "photo")
+    te = load_ferplus(data / "ferplus", "test")
+    fp = rec.predict_crops([np.repeat(f[..., None], 3, 2) for f in te.images]).argmax(1)
+    tc = load_manifest(data / "tcce" / "manifest.csv", "test")
+    pred = predicted_labels(rec.predict_proba([load_rgb(p) for p in tc.paths], on_no_face="nan"))
+    return {
+        "ferplus_test_acc": accuracy(te.labels, fp),
+        "ferplus_test_recall": per_class_recall(te.labels, fp),
+        "tcce_test_acc": accuracy(tc.labels, pred),
+        "tcce_test_recall": per_class_recall(tc.labels, pred),
+        "tcce_test_no_face": int((pred < 0).sum()),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    p.add_argument("--cache", type=Path, default=Path("runs/photo_cache"))
+    p.add_argument("--init", default=str(WEIGHTS / "cnn.pt"))
+    p.add_argument("--valid-subjects", nargs="+", default=["04", "16", "27"])
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--fer-per-epoch", type=int, default=9600)
+    p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args()
+    if set(a.valid_subjects) & set(TCCE_TEST_SUBJECTS):
+        raise SystemExit("--valid-subjects must be TCCE training performers, not test ones")
+    t0 = time.time()
+    faces, fvalid = cached_faces(a.data, "train", a.cache), cached_faces(a.data, "valid", a.cache)
+    tcce = cached_tcce_train(a.data, a.cache)
+    held = np.isin(tcce.subjects, a.valid_subjects)
+    train_ph, valid_ph = tcce.subset(np.flatnonzero(~held)), tcce.subset(np.flatnonzero(held))
+    log(f"FER+ train {len(faces)}, valid {len(fvalid)}; TCCE train {len(train_ph)}, valid {len(valid_ph)}")
+    cfg = PhotoConfig(
+        size=a.size,
+        epochs=a.epochs,
+        fer_per_epoch=a.fer_per_epoch,
+        lr=a.lr,
+        seed=a.seed,
+        threads=a.threads,
+        init=str(a.init),
+    )
+    valid = {
+        "ferplus_valid": (clean_face_crops(fvalid, a.size), fvalid.labels),
+        "tcce_valid": (clean_photo_crops(valid_ph, a.size), valid_ph.labels),
+    }
+    train_photo(cfg, faces, train_ph, valid, a.out, a.resume, log)
+    scores = test_scores(a.out, a.data)
+    meta = json.loads(a.out.with_suffix(".json").read_text())
+    meta["training_data"] = training_data("train", faces.names, train_ph.names, train_ph.subjects)
+    meta["validation_data"] = {
+        "ferplus": {"splits": ["valid"], "n": len(fvalid)},
+        "tcce": {"split": "train", "subjects": sorted(set(valid_ph.subjects)), "n": len(valid_ph)},
+    }
+    meta.update(scores, wall_seconds=time.time() - t0, command=" ".join(["python", *sys.argv]))
+    a.out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    recall = " ".join(f"{k} {v:.2f}" for k, v in scores["tcce_test_recall"].items() if v is not None)
+    log(f"FER+ test {scores['ferplus_test_acc']:.4f}  TCCE test {scores['tcce_test_acc']:.4f}  TCCE recall {recall}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""Training a colour recognizer that reads real photos: FER+ faces and TCCE photos, through a photo channel.
+
+FER+ gives many faces (48 px, gray, web thumbnails); TCCE's training performers give colour studio
+photos. Each batch mixes both. TCCE photos are cropped on the fly from the whole photo at the box of
+either detector the toolkit uses (dlib by the recognizer's crop rule, or fer's Haar recipe), jittered,
+and both sources go through what happens to photos on the way to a recognizer: JPEG 30-95, blur,
+downscaling, colour-to-gray variations. Resumable: a checkpoint after every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from emocloak.channel import jpeg
+from emocloak.data.ferplus import FaceSet
+from emocloak.faces.detect import Box, crop, detect_faces, square_box
+from emocloak.recognizers.base import GRAY
+from emocloak.recognizers.facenet import FaceNet
+from emocloak.training import augment, soft_cross_entropy
+
+PHOTO_SIDE = 256  # TCCE photos are 256x256; others are resized to it when cached
+
+
+@dataclass
+class PhotoSet:
+    """Whole photos with the crop boxes of both detectors (NaN where one found no face)."""
+
+    photos: np.ndarray  # (N, S, S, 3) uint8
+    labels: np.ndarray  # (N,) int64
+    names: list[str]
+    subjects: list[str]
+    dlib_boxes: np.ndarray  # (N, 4) float32 left, top, right, bottom in photo pixels
+    haar_boxes: np.ndarray  # (N, 4) float32
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: np.ndarray) -> PhotoSet:
+        return PhotoSet(
+            self.photos[keep],
+            self.labels[keep],
+            [self.names[i] for i in keep],
+            [self.subjects[i] for i in keep],
+            self.dlib_boxes[keep],
+            self.haar_boxes[keep],
+        )
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **{k: np.asarray(v) for k, v in asdict(self).items()})
+
+    @classmethod
+    def load(cls, path: Path) -> PhotoSet:
+        z = np.load(path)
+        return cls(
+            z["photos"],
+            z["labels"],
+            list(z["names"]),
+            list(z["subjects"]),
+            z["dlib_boxes"],
+            z["haar_boxes"],
+        )
+
+
+def build_photo_set(paths: list[Path], labels: np.ndarray, subjects: list[str], log: Callable[[str], None]) -> PhotoSet:
+    """Read photos once, find faces with both detectors: what training crops from."""
+    from emocloak.data.images import load_rgb
+    from emocloak.recognizers.fer_port import fer_faces
+
+    photos, dboxes, hboxes = [], [], []
+    nan = [math.nan] * 4
+    for i, p in enumerate(paths):
+        rgb = load_rgb(p)
+        if rgb.shape[:2] != (PHOTO_SIDE, PHOTO_SIDE):
+            raise ValueError(f"{p}: expected {PHOTO_SIDE}x{PHOTO_SIDE}, got {rgb.shape[1]}x{rgb.shape[0]}")
+        d = detect_faces(rgb)
+        h = fer_faces(rgb)
+        photos.append(rgb)
+        dboxes.append(square_box(d[0], rgb.shape).as_list() if d else nan)
+        hboxes.append(h[0].crop_box.as_list() if h else nan)
+        if (i + 1) % 200 == 0:
+            log(f"cached {i + 1}/{len(paths)} photos")
+    return PhotoSet(
+        np.stack(photos),
+        labels,
+        [str(p) for p in paths],
+        subjects,
+        np.asarray(dboxes, np.float32),
+        np.asarray(hboxes, np.float32),
+    )
+
+
+@dataclass
+class PhotoConfig:
+    size: int = 64
+    width: int = 24
+    epochs: int = 8
+    fer_per_epoch: int = 9600  # FER+ faces drawn per epoch (a fresh random subset each time)
+    fer_batch: int = 96
+    photo_batch: int = 32
+    lr: float = 0.03
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1  # TCCE labels are one-hot (asked-for expressions)
+    seed: int = 0
+    threads: int = 1
+    init: str = ""  # a 48 px gray FaceNet .pt to start from (first conv spread over RGB)
+    extra: dict = field(default_factory=dict)
+
+
+def gray_to_rgb_init(model: FaceNet, path: str) -> None:
+    """Load a gray FaceNet's weights into an RGB one: the first conv's kernel times the gray weights.
+
+    On any RGB input the new net then computes exactly what the gray net computes on its gray image.
+    """
+    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    w = torch.tensor(GRAY).view(1, 3, 1, 1)
+    own = model.state_dict()
+    for k, v in sd.items():
+        if v.ndim == 4 and v.shape[1] == 1 and own[k].shape[1] == 3:
+            sd[k] = v * w
+    model.load_state_dict(sd)
+
+
+def _u(lo: float, hi: float, n: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image Gaussian blur (5x5 kernel); sigma 0 leaves an image as it is."""
+    r = torch.arange(-2, 3, dtype=x.dtype)
+    k = torch.exp(-(r.view(1, -1) ** 2) / (2 * sigma.clamp_min(1e-3).view(-1, 1) ** 2))
+    k = k / k.sum(1, keepdim=True)  # (N, 5)
+    n, c, h, w = x.shape
+    y = x.reshape(1, n * c, h, w)
+    kk = k.repeat_interleave(c, 0)
+    y = F.conv2d(F.pad(y, (2, 2, 0, 0), mode="replicate"), kk.view(n * c, 1, 1, 5), groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, 2, 2), mode="replicate"), kk.view(n * c, 1, 5, 1), groups=n * c)
+    return y.view(n, c, h, w)
+
+
+def photo_channel(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Blur and downscaling at the crop, on random parts of a batch of (N, C, S, S) crops in [0, 1]."""
+    n, s = x.shape[0], x.shape[-1]
+    blur = torch.rand(n, generator=gen) < 0.25
+    if blur.any():
+        x = torch.where(blur.view(n, 1, 1, 1), _blur(x, _u(0.4, 1.3, n, gen)), x)
+    for i in torch.nonzero(torch.rand(n, generator=gen) < 0.3).flatten().tolist():
+        small = int(_u(0.35, 0.85, 1, gen).item() * s)
+        lo = F.interpolate(x[i : i + 1], size=(small, small), mode="bilinear", antialias=True, align_corners=False)
+        x[i] = F.interpolate(lo, size=(s, s), mode="bilinear", align_corners=False)[0]
+    return x.clamp_(0, 1)
+
+
+def _jpeg_some(images: np.ndarray, p: float, gen: torch.Generator) -> np.ndarray:
+    """JPEG round trip (quality 30-95) of a random fraction p of uint8 images, (N, H, W[, 3])."""
+    out = images.copy()
+    for i in torch.nonzero(torch.rand(len(images), generator=gen) < p).flatten().tolist():
+        q = int(_u(30, 95, 1, gen).item())
+        im = images[i] if images.ndim == 4 else np.repeat(images[i][..., None], 3, 2)
+        j = jpeg(np.ascontiguousarray(im), q)
+        out[i] = j if images.ndim == 4 else j[..., 0]
+    return out
+
+
+def colour_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Saturation, channel gains and fully gray copies: colour-to-gray variations of RGB crops."""
+    n = x.shape[0]
+    gray = (x * torch.tensor(GRAY).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    sat = _u(0.5, 1.3, n, gen)
+    sat = torch.where(torch.rand(n, generator=gen) < 0.2, torch.zeros(n), sat).view(n, 1, 1, 1)
+    x = gray + (x - gray) * sat
+    x = x * _u(0.92, 1.08, 3 * n, gen).view(n, 3, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * _u(0.75, 1.25, n, gen).view(n, 1, 1, 1) + mean + _u(-0.1, 0.1, n, gen).view(n, 1, 1, 1)
+    return x.clamp_(0, 1)
+
+
+def crop_photos(photos: torch.Tensor, boxes: torch.Tensor, size: int, gen: torch.Generator | None) -> torch.Tensor:
+    """Square crops (N, 3, size, size) of photos at boxes (N, 4), jittered (shift, scale, roll, flip) if gen.
+
+    The photos are halved with antialiasing first, so sampling the crop at `size` aliases about as
+    little as the recognizer's own antialiased resize.
+    """
+    n, _, h, w = photos.shape
+    half = F.interpolate(photos, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 / w * 2 - 1
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 / h * 2 - 1
+    side = (boxes[:, 2] - boxes[:, 0]) / w
+    ang, flip = torch.zeros(n), torch.ones(n)
+    if gen is not None:
+        cx = cx + _u(-0.07, 0.07, n, gen) * side * 2
+        cy = cy + _u(-0.07, 0.07, n, gen) * side * 2
+        side = side * _u(0.9, 1.12, n, gen)
+        ang = _u(-12, 12, n, gen) * math.pi / 180
+        flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(ang) * side, torch.sin(ang) * side
+    theta = torch.stack([torch.stack([cos * flip, -sin, cx], 1), torch.stack([sin * flip, cos, cy], 1)], 1)
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    return F.grid_sample(half, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _pick_boxes(data: PhotoSet, idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+    """Per photo, dlib's or fer's box at random (the other one where one detector found nothing)."""
+    d, h = data.dlib_boxes[idx], data.haar_boxes[idx]
+    use_h = (torch.rand(len(idx), generator=gen) < 0.5).numpy()
+    use_h = np.where(np.isnan(d[:, 0]), True, np.where(np.isnan(h[:, 0]), False, use_h))
+    return torch.from_numpy(np.where(use_h[:, None], h, d))
+
+
+def photo_batch(data: PhotoSet, idx: np.ndarray, size: int, gen: torch.Generator) -> torch.Tensor:
+    photos = _jpeg_some(data.photos[idx], 0.6, gen)
+    x = torch.from_numpy(photos).permute(0, 3, 1, 2).float().div_(255.0)
+    x = crop_photos(x, _pick_boxes(data, idx, gen), size, gen)
+    return photo_channel(colour_jitter(x, gen), gen)
+
+
+def face_batch(faces: FaceSet, idx: np.ndarray, size: int, gen: torch.Generator) -> torch.Tensor:
+    """FER+ faces: JPEG on some, the usual geometric/erasing augmentation, then size x size RGB."""
+    x = torch.from_numpy(_jpeg_some(faces.images[idx], 0.3, gen)).float().div_(255.0).unsqueeze(1)
+    x = augment(x, gen)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+    return photo_channel(x.contiguous(), gen)
+
+
+def clean_photo_crops(data: PhotoSet, size: int) -> torch.Tensor:
+    """The crops the recognizer sees at test time: dlib's box by its crop rule, antialiased resize."""
+    out = []
+    for photo, b in zip(data.photos, data.dlib_boxes, strict=True):
+        if np.isnan(b[0]):
+            out.append(torch.full((1, 3, size, size), 0.5))
+            continue
+        c = torch.from_numpy(np.array(crop(photo, Box(*map(int, b))))).permute(2, 0, 1)[None].float() / 255
+        out.append(F.interpolate(c, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
+    return torch.cat(out)
+
+
+def clean_face_crops(faces: FaceSet, size: int) -> torch.Tensor:
+    x = torch.from_numpy(faces.images).float().div_(255.0).unsqueeze(1)
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+
+
+@torch.no_grad()
+def accuracy(model: FaceNet, x: torch.Tensor, labels: np.ndarray, batch: int = 256) -> float:
+    model.eval()
+    pred = torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return float((pred.numpy() == labels).mean())
+
+
+def train_photo(
+    cfg: PhotoConfig,
+    faces: FaceSet,
+    photos: PhotoSet,
+    valid: dict[str, tuple[torch.Tensor, np.ndarray]],
+    out: Path,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> FaceNet:
+    """Train and write `out` (weights + .json); `out`.ckpt after every epoch, picked up with resume."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = FaceNet("vgg", width=cfg.width, in_ch=3)
+    if cfg.init:
+        gray_to_rgb_init(model, cfg.init)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    steps = cfg.fer_per_epoch // cfg.fer_batch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.15)
+    ckpt, start, history, elapsed = out.with_suffix(".ckpt"), 0, [], 0.0
+    if ckpt.exists():
+        if not resume:
+            raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or delete it to start afresh")
+        state = torch.load(ckpt, weights_only=False)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"{ckpt} was made with another config; delete it to start afresh")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+        log(f"resumed from {ckpt} at epoch {start}")
+    fer_soft = torch.from_numpy(faces.votes)
+    eye = torch.eye(fer_soft.shape[1])
+    photo_soft = eye[photos.labels] * (1 - cfg.label_smoothing) + cfg.label_smoothing / 7 * (1 - eye[7])
+    photo_soft[:, 7] = 0  # TCCE has no contempt: smoothing spreads over its 7 classes only
+    photo_soft = photo_soft / photo_soft.sum(1, keepdim=True)
+    for epoch in range(start, cfg.epochs):
+        t0, total = time.time(), 0.0
+        model.train()
+        fer_idx = torch.randperm(len(faces), generator=gen)[: steps * cfg.fer_batch].numpy()
+        n_photo = steps * cfg.photo_batch
+        photo_idx = torch.cat(
+            [torch.randperm(len(photos), generator=gen) for _ in range(math.ceil(n_photo / len(photos)))]
+        )[:n_photo].numpy()
+        for i in range(steps):
+            fi = fer_idx[i * cfg.fer_batch : (i + 1) * cfg.fer_batch]
+            pi = photo_idx[i * cfg.photo_batch : (i + 1) * cfg.photo_batch]
+            x = torch.cat([face_batch(faces, fi, cfg.size, gen), photo_batch(photos, pi, cfg.size, gen)])
+            y = torch.cat([fer_soft[fi], photo_soft[pi]])
+            loss = soft_cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+            if (i + 1) % 20 == 0:
+                log(f"  epoch {epoch + 1} step {i + 1}/{steps} loss {total / (i + 1):.4f} ({time.time() - t0:.0f}s)")
+        elapsed += time.time() - t0
+        accs = {name: accuracy(model, xv, yv) for name, (xv, yv) in valid.items()}
+        history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": accs, "seconds": elapsed})
+        log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {accs} ({elapsed:.0f}s)")
+        state = {
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "gen": gen.get_state(),
+            "epoch": epoch + 1,
+            "history": history,
+            "elapsed": elapsed,
+        }
+        torch.save(state, ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"arch": "vgg", "width": cfg.width, "in_ch": 3, "size": cfg.size, "state_dict": model.state_dict()}, out)
+    out.with_suffix(".json").write_text(
+        json.dumps({"config": asdict(cfg), "history": history, "train_seconds": elapsed}, indent=2)
+    )
+    return model
