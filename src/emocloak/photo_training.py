@@ -9,7 +9,6 @@ downscaling, colour-to-gray variations. Resumable: a checkpoint after every epoc
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from emocloak.data.ferplus import FaceSet
 from emocloak.faces.detect import Box, crop, detect_faces, square_box
 from emocloak.recognizers.base import GRAY
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import augment, soft_cross_entropy
+from emocloak.training import augment, load_checkpoint, save_checkpoint, save_weights, soft_cross_entropy
 
 PHOTO_SIDE = 256  # TCCE photos are 256x256; others are resized to it when cached
 
@@ -278,14 +277,7 @@ def train_photo(
     if ckpt.exists():
         if not resume:
             raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or delete it to start afresh")
-        state = torch.load(ckpt, weights_only=False)
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"{ckpt} was made with another config; delete it to start afresh")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        gen.set_state(state["gen"])
-        start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+        start, history, elapsed = load_checkpoint(ckpt, asdict(cfg), model, opt, sched, gen)
         log(f"resumed from {ckpt} at epoch {start}")
     fer_soft = torch.from_numpy(faces.votes)
     eye = torch.eye(fer_soft.shape[1])
@@ -317,20 +309,6 @@ def train_photo(
         accs = {name: accuracy(model, xv, yv) for name, (xv, yv) in valid.items()}
         history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": accs, "seconds": elapsed})
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {accs} ({elapsed:.0f}s)")
-        state = {
-            "config": asdict(cfg),
-            "model": model.state_dict(),
-            "opt": opt.state_dict(),
-            "sched": sched.state_dict(),
-            "gen": gen.get_state(),
-            "epoch": epoch + 1,
-            "history": history,
-            "elapsed": elapsed,
-        }
-        torch.save(state, ckpt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"arch": "vgg", "width": cfg.width, "in_ch": 3, "size": cfg.size, "state_dict": model.state_dict()}, out)
-    out.with_suffix(".json").write_text(
-        json.dumps({"config": asdict(cfg), "history": history, "train_seconds": elapsed}, indent=2)
-    )
+        save_checkpoint(ckpt, asdict(cfg), model, opt, sched, gen, epoch + 1, history, elapsed)
+    save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed}, cfg.size)
     return model

@@ -131,14 +131,7 @@ def train(
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt, start, history, elapsed = out.with_suffix(".ckpt"), 0, [], 0.0
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        if state.get("config") != asdict(cfg):
-            raise ValueError(f"{ckpt} was made with another config; delete it to start afresh")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        gen.set_state(state["gen"])
-        start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+        start, history, elapsed = load_checkpoint(ckpt, asdict(cfg), model, opt, sched, gen)
         log(f"resumed from {ckpt} at epoch {start}")
     x_all = to_tensor(train_set.images)
     y_soft = torch.from_numpy(train_set.votes if cfg.soft_labels else np.eye(8, dtype=np.float32)[train_set.labels])
@@ -166,19 +159,51 @@ def train(
         acc = accuracy(model, valid_set)
         history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": acc, "seconds": elapsed})
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {acc:.4f} ({elapsed:.0f}s)")
-        state = {
-            "config": asdict(cfg),
-            "model": model.state_dict(),
-            "opt": opt.state_dict(),
-            "sched": sched.state_dict(),
-            "gen": gen.get_state(),
-            "epoch": epoch + 1,
-            "history": history,
-            "elapsed": elapsed,
-        }
-        torch.save(state, ckpt)
+        save_checkpoint(ckpt, asdict(cfg), model, opt, sched, gen, epoch + 1, history, elapsed)
     save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed})
     return model
+
+
+Schedule = torch.optim.lr_scheduler.LRScheduler
+
+
+def save_checkpoint(
+    ckpt: Path,
+    config: dict,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Schedule,
+    gen: torch.Generator,
+    epoch: int,
+    history: list,
+    elapsed: float,
+) -> None:
+    """Everything a run needs to go on after `epoch` exactly as if it had not stopped."""
+    state = {
+        "config": config,
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "gen": gen.get_state(),
+        "epoch": epoch,
+        "history": history,
+        "elapsed": elapsed,
+    }
+    torch.save(state, ckpt)
+
+
+def load_checkpoint(
+    ckpt: Path, config: dict, model: nn.Module, opt: torch.optim.Optimizer, sched: Schedule, gen: torch.Generator
+) -> tuple[int, list, float]:
+    """Restore a `save_checkpoint` file into the given objects: (epochs done, history, seconds so far)."""
+    state = torch.load(ckpt, weights_only=False)
+    if state.get("config") != config:
+        raise ValueError(f"{ckpt} was made with another config; delete it to start afresh")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    gen.set_state(state["gen"])
+    return state["epoch"], state["history"], state["elapsed"]
 
 
 def record_run(out: Path, model: FaceNet, valid_set: FaceSet, test_set: FaceSet | None = None, **extra: object) -> dict:
@@ -192,7 +217,9 @@ def record_run(out: Path, model: FaceNet, valid_set: FaceSet, test_set: FaceSet 
     return meta
 
 
-def save_weights(model: FaceNet, out: Path, meta: dict) -> None:
+def save_weights(model: FaceNet, out: Path, meta: dict, size: int = 48) -> None:
+    """The weights as `registry.load_facenet` reads them (input channels and size too), and meta as .json."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"arch": model.arch, "width": meta["config"]["width"], "state_dict": model.state_dict()}, out)
+    ckpt = {"arch": model.arch, "width": meta["config"]["width"], "in_ch": model.in_ch, "size": size}
+    torch.save({**ckpt, "state_dict": model.state_dict()}, out)
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
