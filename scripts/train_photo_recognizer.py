@@ -87,7 +87,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--cache", type=Path, default=Path("runs/photo_cache"))
     p.add_argument("--init", default=str(WEIGHTS / "cnn.pt"))
-    p.add_argument("--valid-subjects", nargs="+", default=["04", "16", "27"])
+    p.add_argument("--valid-subjects", nargs="+", default=["16", "27"], help="TCCE train performers held out")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--fer-per-epoch", type=int, default=9600)
@@ -102,6 +102,9 @@ def main() -> None:
     t0 = time.time()
     faces, fvalid = cached_faces(a.data, "train", a.cache), cached_faces(a.data, "valid", a.cache)
     tcce = cached_tcce_train(a.data, a.cache)
+    unknown = sorted(set(a.valid_subjects) - set(tcce.subjects))
+    if unknown:
+        raise SystemExit(f"--valid-subjects {unknown} are not TCCE train performers: {sorted(set(tcce.subjects))}")
     held = np.isin(tcce.subjects, a.valid_subjects)
     train_ph, valid_ph = tcce.subset(np.flatnonzero(~held)), tcce.subset(np.flatnonzero(held))
     log(f"FER+ train {len(faces)}, valid {len(fvalid)}; TCCE train {len(train_ph)}, valid {len(valid_ph)}")
