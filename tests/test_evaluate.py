@@ -205,3 +205,20 @@ def test_cli_evaluate_ferplus(tmp_path, cli):
     assert all(rec["linf"] <= 4 + 1e-6 for rec in report["records"])
     assert s["success_rate"] > 0.5  # 5 PGD steps at 4/255 fool an undefended 64x64 CNN on most faces
     assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_cli_evaluate_skips_and_reports_a_bad_photo(tiny_data, tmp_path, cli):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / "happiness" / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    args = ["evaluate", "--data", str(data), "--recognizer", "fer", "--attack", "fgsm:eps=4"]
+    r = cli(*args, "--out", str(a_file / "report"))  # refused before the attack runs, not after it
+    assert r.returncode == 2 and "a_file exists and is not a folder" in r.stderr and "Traceback" not in r.stderr
+    r = cli(*args, "--out", str(tmp_path / "out"))
+    assert r.returncode == 1 and "skipped:" in r.stderr and "zz_broken.jpg" in r.stderr, r.stderr
+    report = strict_json((tmp_path / "out" / "report.json").read_text())
+    assert report["summary"]["n"] == 3 and "zz_broken.jpg" in report["summary"]["skipped"][0]

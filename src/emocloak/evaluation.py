@@ -19,7 +19,7 @@ from emocloak.channel import Channel
 from emocloak.data.datasets import PhotoSet, load_dataset
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.images import load_rgb
-from emocloak.errors import NoFaceError
+from emocloak.errors import DatasetError, ImageError, NoFaceError
 from emocloak.labels import LABELS
 from emocloak.metrics.classification import confusion
 from emocloak.metrics.perceptual import image_distances
@@ -37,6 +37,7 @@ class Samples:
     detect: bool
     source: str = ""
     meta: dict = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # photos that could not be read, each with why
     _readings: dict = field(default_factory=dict, repr=False)
 
     def clean_reading(self, rec: Recognizer, channel: Channel | None = None) -> np.ndarray:
@@ -63,8 +64,17 @@ def load_samples(path: str | Path, split: str | None = "test", limit: int | None
         return Samples(images, sub.labels, sub.names, detect=False, source=str(path))
     assert isinstance(data, PhotoSet)
     sub = data.subset(idx)
-    images = [load_rgb(p) for p in sub.paths]
-    return Samples(images, sub.labels, [str(p) for p in sub.paths], detect=True, source=str(path))
+    images, keep, skipped = [], [], []
+    for i, p in enumerate(sub.paths):
+        try:
+            images.append(load_rgb(p))
+            keep.append(i)
+        except ImageError as exc:  # one bad photo is reported, not the end of the run
+            skipped.append(str(exc))
+    if not images:
+        raise DatasetError(f"{path}: none of the {len(sub)} photos could be read, e.g. {skipped[0]}")
+    names = [str(sub.paths[i]) for i in keep]
+    return Samples(images, sub.labels[keep], names, detect=True, source=str(path), skipped=skipped)
 
 
 def _face_box(rec: Recognizer, image: np.ndarray, detect: bool):
@@ -110,6 +120,7 @@ def evaluate(
         "attack": repr(attack),
         "target": None if target is None else LABELS[target],
         "n": n,
+        "skipped": list(samples.skipped),
         "detect_faces": samples.detect,
         **summarise(labels, clean, after, target),
         "ssim": describe([r["ssim"] for r in cloaked]),

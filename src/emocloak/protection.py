@@ -8,16 +8,14 @@ that, not the array in memory, is what a platform's recognizer will read.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from emocloak.data.files import OutputError, Planned, atomic_write, plan_outputs, write_text_atomic
 from emocloak.data.images import ImageLike, as_rgb, load_rgb, open_image
-from emocloak.errors import EmocloakError
 from emocloak.labels import LABELS, label_index
 from emocloak.metrics.perceptual import image_distances
 from emocloak.recognizers.base import Recognizer
@@ -131,46 +129,38 @@ def protect(
     return cloaked, info
 
 
-def output_path(src: Path, out_dir: Path) -> Path:
-    """Where a cloaked copy goes; refuses to write over the input itself."""
-    dst = out_dir / src.name
-    if dst.resolve() == src.resolve():
-        raise EmocloakError(f"{src}: output would overwrite the input; choose another -o folder")
-    return dst
+def output_names(rel: Path) -> tuple[Path, Path]:
+    """The files one input makes, relative to the output folder: the cloak and its JSON sidecar.
+
+    The cloak keeps the input's format where it can be written in it; others (GIF, ...) become PNG.
+    """
+    dst = rel if rel.suffix.lower() in SAVE_FORMATS else rel.with_suffix(".png")
+    return dst, dst.with_name(dst.name + ".json")
+
+
+def plan_protect(
+    files: Sequence[Path], roots: Sequence[Path], out_dir: Path, overwrite: bool = False
+) -> tuple[list[Planned], list[tuple[Path, str]]]:
+    """Every cloak and sidecar of a run, mirroring the input folders, checked before any work."""
+    return plan_outputs(files, roots, out_dir, output_names, overwrite)
 
 
 def save_photo(cloaked: np.ndarray, src: Path, dst: Path, keep_metadata: bool = False) -> Path:
-    """Save in the input's format (JPEG at quality 95), metadata stripped; atomic, so no partial files."""
-    fmt = SAVE_FORMATS.get(src.suffix.lower(), "PNG")
-    if fmt == "PNG" and src.suffix.lower() not in SAVE_FORMATS:
-        dst = dst.with_suffix(".png")
+    """Save in dst's format (JPEG at quality 95), metadata stripped; atomic, so no partial files."""
+    fmt = SAVE_FORMATS.get(dst.suffix.lower(), "PNG")
     kwargs: dict[str, object] = {"quality": JPEG_QUALITY} if fmt in ("JPEG", "WEBP") else {}
     if keep_metadata:
         with open_image(src) as im:
             if "exif" in im.info:
                 kwargs["exif"] = im.info["exif"]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=dst.suffix)
-    os.close(fd)
-    try:
-        Image.fromarray(cloaked).save(tmp, fmt, **kwargs)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return dst
+    return atomic_write(dst, lambda tmp: Image.fromarray(cloaked).save(tmp, fmt, **kwargs))
 
 
-def protect_file(
-    src: Path, out_dir: Path, overwrite: bool = False, keep_metadata: bool = False, **kwargs: object
-) -> tuple[Path, dict]:
-    """Cloak one file into out_dir with a JSON sidecar; success re-read from the saved file."""
-    dst = output_path(src, out_dir)
-    sidecar = dst.with_suffix(dst.suffix + ".json")
-    if not overwrite and (dst.exists() or sidecar.exists()):
-        raise EmocloakError(f"{dst} exists; pass --overwrite to replace it")
+def protect_planned(item: Planned, keep_metadata: bool = False, **kwargs: object) -> tuple[Path, dict]:
+    """Cloak one planned input: the cloak, then its JSON sidecar, success re-read from the saved file."""
+    src, (dst, sidecar) = item.src, item.outputs
     cloaked, info = protect(src, **kwargs)
-    dst = save_photo(cloaked, src, dst, keep_metadata)
+    save_photo(cloaked, src, dst, keep_metadata)
     saved = load_rgb(dst)
     recs = _recognizers(kwargs.get("recognizers"))  # cached by name: no reload
     info["input"], info["output"] = str(src), str(dst)
@@ -179,5 +169,15 @@ def protect_file(
     goal = kwargs.get("target") or before["emotion"]
     fooled = main is not None and (main["emotion"] == goal if kwargs.get("target") else main["emotion"] != goal)
     info["success_saved"] = bool(fooled)
-    sidecar.write_text(json.dumps(info, indent=2))
+    write_text_atomic(sidecar, json.dumps(info, indent=2))
     return dst, info
+
+
+def protect_file(
+    src: Path, out_dir: Path, overwrite: bool = False, keep_metadata: bool = False, **kwargs: object
+) -> tuple[Path, dict]:
+    """Cloak one file into out_dir with a JSON sidecar; refuses (OutputError) to replace what it must not."""
+    plan, refused = plan_protect([Path(src)], [], Path(out_dir), overwrite)
+    if refused:
+        raise OutputError(refused[0][1])
+    return protect_planned(plan[0], keep_metadata, **kwargs)

@@ -31,9 +31,34 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def skipped(exc: Exception) -> None:
+def skipped(exc: Exception | str) -> None:
     """A per-file problem: reported on one line, the rest of the batch goes on."""
     err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
+def failed(message: str) -> None:
+    """A file that could not be finished (e.g. written): one line naming it; the batch goes on."""
+    err.print(f"[bold red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def finish_batch(total: int, skips: int, fails: int, what: str = "processed") -> None:
+    """A batch's last line: how many were done, skipped and failed; non-zero exit unless all were done."""
+    done = total - skips - fails
+    if total > 1:
+        err.print(f"{done} {what}, {skips} skipped, {fails} failed", highlight=False)
+    if skips or fails:
+        raise typer.Exit(1 if done else 2)
+
+
+def _inputs(photos: list[Path] | None, demo: bool) -> list[Path]:
+    """The photos of a run: files and folders (searched recursively), or the shipped sample with --demo."""
+    from emocloak.data.images import list_images
+
+    try:
+        return [emocloak.sample_photo_path()] if demo or not photos else list_images(list(photos))
+    except EmocloakError as exc:
+        fail(str(exc))
+        raise  # unreachable
 
 
 def _recognizer(name: str) -> emocloak.Recognizer:
@@ -57,15 +82,12 @@ def predict(
     cropped: Annotated[bool, typer.Option("--cropped", help="Inputs are face crops: skip face detection.")] = False,
 ) -> None:
     """Read the emotion of every face in each photo."""
-    from emocloak.data.images import list_images, load_rgb
+    from emocloak.data.images import load_rgb
     from emocloak.labels import LABELS
 
     rec = _recognizer(recognizer)
-    try:
-        files = [emocloak.sample_photo_path()] if demo or not photos else list_images(list(photos))
-    except EmocloakError as exc:
-        fail(str(exc))
-    results, failed = [], 0
+    files = _inputs(photos, demo)
+    results, skips = [], 0
     for path in files:
         try:
             rgb = load_rgb(path)
@@ -76,7 +98,7 @@ def predict(
             )
         except EmocloakError as exc:
             skipped(exc)
-            failed += 1
+            skips += 1
             continue
         for i, (face, p) in enumerate(found):
             results.append(
@@ -90,10 +112,9 @@ def predict(
             )
     if as_json:
         print(json.dumps({"recognizer": rec.name, "faces": results}, indent=2))
-    else:
+    elif results:
         _print_table(rec.name, results)
-    if failed:
-        raise typer.Exit(1 if results else 2)
+    finish_batch(len(files), skips, 0, "read")
 
 
 def _print_table(name: str, results: list[dict]) -> None:
@@ -210,10 +231,16 @@ def evaluate(
     rec = _recognizer(recognizer)
     others = [_recognizer(n) for n in _transfer_names(transfer_to)]
     samples = _samples(data, split, limit, seed)
+    for why in samples.skipped:
+        skipped(why)
     report, adv = run_evaluation(samples, rec, atk, tgt, others, chan, progress=True)
     report["summary"].update(attack_spec=attack, dataset=str(data), split=split)
-    paths = write_outputs(report, samples, adv, out_dir, overwrite=overwrite, examples=examples)
+    try:
+        paths = write_outputs(report, samples, adv, out_dir, overwrite=overwrite, examples=examples)
+    except EmocloakError as exc:
+        fail(f"--out: {exc}")
     _print_summary(report["summary"], paths)
+    finish_batch(len(samples.images) + len(samples.skipped), len(samples.skipped), 0, "evaluated")
 
 
 def _print_summary(s: dict, paths: dict[str, Path]) -> None:
@@ -264,10 +291,34 @@ def protect(
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Keep EXIF (GPS included).")] = False,
 ) -> None:
     """Cloak photos so that emotion recognizers misread them; inputs are never modified."""
-    from rich.progress import Progress
+    names = _transfer_names(recognizer)
+    options = _cloak_options(method, names, chain, target, seed, jpeg, perturbation, min_ssim, local)
+    if not photos and not demo:
+        fail("no photos given: name photos or folders to cloak (or pass --demo to try the shipped sample)")
+    if out_dir is None and not demo:
+        fail("--out/-o is required: the folder for cloaked copies")
+    files = _inputs(photos, demo)
+    plan, refused = _plan(files, [] if demo else list(photos or []), out_dir or Path("protected"), overwrite)
+    for _, why in refused:
+        skipped(why)
+    done, skips, fails = _cloak_all(plan, keep_metadata, options)
+    _report_cloaks(done, method, local)
+    finish_batch(len(files), len(refused) + skips, fails, "cloaked")
 
-    from emocloak.data.images import list_images
-    from emocloak.protection import METHODS, protect_file
+
+def _cloak_options(
+    method: str,
+    names: list[str],
+    chain: int,
+    target: str | None,
+    seed: int,
+    jpeg: int | None,
+    perturbation: Path | None,
+    min_ssim: float,
+    local: bool,
+) -> dict:
+    """`emocloak.protect`'s keyword arguments from the CLI options, checked once before any photo is read."""
+    from emocloak.protection import METHODS, make_cloak
 
     if method not in METHODS:
         fail(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
@@ -279,39 +330,63 @@ def protect(
         fail("--local goes with --method filters")
     if perturbation is not None and method != "universal":
         fail("--perturbation goes with --method universal")
-    names = _transfer_names(recognizer)
-    for n in names:
-        _recognizer(n)
-    out_dir = out_dir or (Path("protected") if demo else None)
-    if out_dir is None:
-        fail("--out/-o is required: the folder for cloaked copies")
-    try:
-        files = [emocloak.sample_photo_path()] if demo or not photos else list_images(list(photos))
-    except EmocloakError as exc:
+    recs = [_recognizer(n) for n in names or ["cnn"]]
+    try:  # the cloak's own parameter checks, once, not once per photo
+        make_cloak(method, recs, chain, seed, jpeg, **dict(extra))
+    except ValueError as exc:
         fail(str(exc))
-    done, failed = [], 0
+    return dict(method=method, chain=chain, target=target, recognizers=names, seed=seed, jpeg=jpeg, **extra)
+
+
+def _plan(files: list[Path], roots: list[Path], out_dir: Path, overwrite: bool):
+    """Every output decided and checked before any work; a folder that cannot take them stops the run here."""
+    from emocloak.data.files import SIDECAR_BYTES, check_free_space, check_writable_dir
+    from emocloak.protection import plan_protect
+
+    try:
+        check_writable_dir(out_dir)
+        plan, refused = plan_protect(files, roots, out_dir, overwrite)
+        check_free_space(out_dir, sum(p.src.stat().st_size + SIDECAR_BYTES for p in plan))
+    except (EmocloakError, OSError) as exc:
+        fail(f"-o {out_dir}: {exc}")
+        raise  # unreachable
+    return plan, refused
+
+
+def _cloak_all(plan, keep_metadata: bool, options: dict) -> tuple[list[tuple[Path, Path, dict]], int, int]:
+    """Cloak every planned photo with a progress bar: (done, skipped, failed); a bad photo never stops the rest."""
+    from rich.progress import Progress
+
+    from emocloak.data.files import OutputError
+    from emocloak.protection import protect_planned
+
+    done, skips, fails = [], 0, 0
     with Progress(transient=True, console=err) as bar:
-        task = bar.add_task("cloaking", total=len(files))
-        for src in files:
+        task = bar.add_task("cloaking", total=len(plan))
+        for item in plan:
             try:
-                dst, info = protect_file(
-                    src,
-                    out_dir,
-                    overwrite,
-                    keep_metadata,
-                    method=method,
-                    chain=chain,
-                    target=target,
-                    recognizers=names,
-                    seed=seed,
-                    jpeg=jpeg,
-                    **extra,
-                )
-                done.append((src, dst, info))
-            except EmocloakError as exc:
+                dst, info = protect_planned(item, keep_metadata, **options)
+                done.append((item.src, dst, info))
+            except (OutputError, OSError, MemoryError) as exc:
+                failed(f"{item.src}: {_why(exc)}")
+                fails += 1
+            except EmocloakError as exc:  # the photo itself: unreadable, no face
                 skipped(exc)
-                failed += 1
+                skips += 1
             bar.advance(task)
+    return done, skips, fails
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this photo"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return str(exc)
+
+
+def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool) -> None:
+    """One line per cloaked photo, then advice for those the recognizer still reads as before."""
     for src, dst, info in done:
         first = info["recognizers"][0]  # a .pt path's recognizer is named by the file's stem
         before, after = info["before"][first]["emotion"], (info["after_saved"][first] or {}).get("emotion")
@@ -322,6 +397,12 @@ def protect(
             highlight=False,
             soft_wrap=True,
         )
+        if blind := info.get("ensemble_no_face"):
+            err.print(
+                f"note: {src.name}: {', '.join(blind)} found no face; cloaked against the other recognizers",
+                highlight=False,
+                soft_wrap=True,
+            )
     missed = sum(not info["success_saved"] for _, _, info in done)
     if missed:
         hint = (
@@ -336,8 +417,6 @@ def protect(
             highlight=False,
             soft_wrap=True,
         )
-    if failed:
-        raise typer.Exit(1 if done else 2)
 
 
 def _perturbation(path: Path | None, target: str | None, jpeg: int | None):
