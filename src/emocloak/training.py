@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.ferplus import FaceSet
 from emocloak.recognizers.facenet import FaceNet
 
@@ -124,14 +125,14 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed)
     model = FaceNet(cfg.arch, width=cfg.width)
     if cfg.extra.get("init"):
-        model.load_state_dict(torch.load(cfg.extra["init"], map_location="cpu", weights_only=True)["state_dict"])
+        model.load_state_dict(load_checkpoint(cfg.extra["init"], "recognizer weights file")["state_dict"])
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train_set) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.2)
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt, start, history, elapsed = out.with_suffix(".ckpt"), 0, [], 0.0
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = load_checkpoint(ckpt, "training checkpoint")
         if state.get("config") != asdict(cfg):
             raise ValueError(f"{ckpt} was made with another config; delete it to start afresh")
         model.load_state_dict(state["model"])

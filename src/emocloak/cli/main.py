@@ -600,13 +600,13 @@ def train(
 
 def _init_arch(path: Path) -> tuple[str, int]:
     """Architecture and width of a FaceNet checkpoint, or one clear error."""
-    import torch
+    from emocloak.data.checkpoints import load_checkpoint
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        return ckpt["arch"], int(ckpt["width"])
-    except (OSError, KeyError, TypeError, RuntimeError, ValueError) as exc:
-        fail(f"--init {path}: not a FaceNet weights file ({exc})")
+        ckpt = load_checkpoint(path, "recognizer weights file")
+        return str(ckpt["arch"]), int(ckpt["width"])
+    except (EmocloakError, TypeError, ValueError) as exc:
+        fail(f"--init {exc}")
         raise  # unreachable
 
 

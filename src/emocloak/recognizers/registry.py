@@ -7,8 +7,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import torch
-
+from emocloak.data.checkpoints import CheckpointError, load_checkpoint
 from emocloak.labels import LABELS
 from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.facenet import FaceNet
@@ -19,11 +18,12 @@ WEIGHTS = Path(str(resources.files("emocloak") / "recognizers" / "weights"))
 def load_facenet(path: str | Path, name: str | None = None) -> Recognizer:
     """A FaceNet checkpoint written by `emocloak.training` (ours or a user's) as a Recognizer."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights {path} not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = FaceNet(ckpt["arch"], width=ckpt["width"])
-    model.load_state_dict(ckpt["state_dict"])
+    ckpt = load_checkpoint(path, "recognizer weights file")
+    try:
+        model = FaceNet(ckpt["arch"], width=int(ckpt["width"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: weights that do not fit their own architecture ({exc})") from exc
     return Recognizer(name or path.stem, model, LABELS, input_size=48)
 
 
@@ -66,6 +66,8 @@ def load_recognizer(name: str) -> Recognizer:
     """A recognizer by name (see `available()`), or a path to a FaceNet .pt checkpoint."""
     if name in _FACTORIES:
         return _FACTORIES[name]()
-    if name.endswith(".pt") and Path(name).is_file():
+    if Path(name).is_file():
         return load_facenet(name)
+    if name.endswith(".pt") or "/" in name:
+        raise CheckpointError(f"recognizer {name}: no such file")
     raise ValueError(f"unknown recognizer {name!r}; valid: {', '.join(available())} or a path to a .pt file")

@@ -52,6 +52,7 @@ from pytorch_msssim import ssim
 from rich.progress import Progress
 
 from emocloak.attacks.base import Attack, paste, require_gradient
+from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.datasets import PhotoSet
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.images import load_rgb
@@ -128,16 +129,13 @@ class UniversalPerturbation:
 
     @classmethod
     def load(cls, path: str | Path) -> UniversalPerturbation:
-        path = Path(path)
-        if not path.is_file():
-            raise PerturbationError(f"{path}: no such perturbation file")
+        blob = load_checkpoint(path, "universal perturbation file", PerturbationError)
+        if not isinstance(blob["delta"], torch.Tensor) or not isinstance(blob["meta"], dict):
+            raise PerturbationError(f"{path}: delta is not a tensor or meta not a dict")
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
             return cls(blob["delta"].float(), dict(blob["meta"]))
         except PerturbationError as exc:
             raise PerturbationError(f"{path}: {exc}") from exc
-        except Exception as exc:  # torch raises many kinds on a damaged or foreign file
-            raise PerturbationError(f"{path}: not a universal perturbation file ({type(exc).__name__}: {exc})") from exc
 
 
 def as_perturbation(p: str | Path | UniversalPerturbation | None) -> UniversalPerturbation | None:
