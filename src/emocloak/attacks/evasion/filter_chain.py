@@ -11,6 +11,7 @@ chain is then applied to the full-resolution photo.
 from __future__ import annotations
 
 import io
+import math
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from pytorch_msssim import ssim as torch_ssim
 
-from emocloak.attacks.base import Attack
+from emocloak.attacks.base import Attack, AttackSpecError, check_flag, check_number
 from emocloak.attacks.filters import FILTER_NAMES, apply_chain
 from emocloak.attacks.filters.search import ChainSpace, search
 from emocloak.errors import NoFaceError
@@ -83,14 +84,30 @@ class FilterCloak(Attack):
         seed: int | None = 0,
     ) -> None:
         super().__init__(seed)
-        if chain not in (3, 4, 5):
-            raise ValueError("chain must be 3, 4 or 5 filters")
         self.chain, self.pop_size, self.n_gen, self.good_ssim = chain, pop_size, n_gen, good_ssim
         self.min_ssim = min_ssim
         self.s_range, self.a_range, self.jpeg, self.work_side = s_range, a_range, jpeg, work_side
         self._ensemble = tuple(ensemble)
         self.local = local
+        self._check_params()
         self.space = ChainSpace(chain, len(FILTER_NAMES), s_range, a_range, LOCAL_RANGES if local else ())
+
+    def _check_params(self) -> None:
+        if self.chain not in (3, 4, 5) or isinstance(self.chain, bool):
+            raise AttackSpecError(f"chain={self.chain!r} invalid; valid: 3, 4, 5 filters")
+        check_number("pop_size", self.pop_size, 2, math.inf, whole=True)
+        check_number("n_gen", self.n_gen, 1, math.inf, whole=True)
+        if self.good_ssim is not None:
+            check_number("good_ssim", self.good_ssim, 0, 1, open_low=True)
+        check_number("min_ssim", self.min_ssim, 0, 0.999)
+        _check_range(self.s_range, ("s_min", "s_max"), 0, 1)
+        _check_range(self.a_range, ("a_min", "a_max"), 0, math.inf)
+        if self.jpeg is not None:
+            check_number("jpeg", self.jpeg, 1, 100, whole=True)
+        check_number("work_side", self.work_side, 32, math.inf, whole=True)
+        check_flag("local", self.local)
+        if not all(isinstance(r, Recognizer) for r in self._ensemble):
+            raise AttackSpecError("ensemble must hold Recognizer objects")
 
     def params(self) -> dict:
         p = super().params()
@@ -199,6 +216,16 @@ def spot_mask(shape: tuple[int, int], box: Box, cx: np.ndarray, cy: np.ndarray, 
     ys, xs = torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5
     d2 = (xs.view(1, 1, 1, w) - px) ** 2 + (ys.view(1, 1, h, 1) - py) ** 2
     return torch.exp(-d2 / (2 * sd**2))
+
+
+def _check_range(pair: object, names: tuple[str, str], low: float, high: float) -> None:
+    """A (low, high) search range: two numbers inside [low, high], the first not above the second."""
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise AttackSpecError(f"({names[0]}, {names[1]}) must be two numbers, got {pair!r}")
+    for name, v in zip(names, pair, strict=True):
+        check_number(name, v, low, high, open_low=low == 0 and names[0] == "a_min")
+    if pair[0] > pair[1]:
+        raise AttackSpecError(f"{names[0]}={pair[0]} is above {names[1]}={pair[1]}")
 
 
 def _r(v: np.ndarray) -> float:

@@ -6,13 +6,16 @@ adversarial-training defences run it on the model being trained.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from emocloak.attacks.base import CropAttack
+from emocloak.attacks.base import AttackSpecError, CropAttack, check_flag, check_linf, check_number
 from emocloak.recognizers.base import Recognizer
+
+MAX_L2 = 100.0  # [0, 1] pixel units on the face crop
 
 
 def _l2(x: torch.Tensor) -> torch.Tensor:
@@ -84,10 +87,23 @@ class PGD(CropAttack):
         seed: int | None = 0,
     ) -> None:
         super().__init__(seed)
-        if norm not in ("inf", "2"):
-            raise ValueError("norm must be 'inf' or '2'")
         self.eps, self.steps, self.norm, self.random_start = eps, steps, norm, random_start
+        self._check_params(alpha)
         self.alpha = alpha if alpha is not None else 2.5 * eps / steps
+
+    def _check_params(self, alpha: float | None) -> None:
+        if self.norm not in ("inf", "2"):
+            raise AttackSpecError(f"norm={self.norm!r} invalid; valid: inf, 2")
+        check_number("steps", self.steps, 1, math.inf, whole=True)
+        check_flag("random_start", self.random_start)
+        if self.norm == "inf":
+            check_linf("eps", self.eps)
+            if alpha is not None:
+                check_linf("alpha", alpha)
+        else:
+            check_number("eps", self.eps, 0, MAX_L2, open_low=True)
+            if alpha is not None:
+                check_number("alpha", alpha, 0, MAX_L2, open_low=True)
 
     @property
     def queries_per_image(self) -> int:

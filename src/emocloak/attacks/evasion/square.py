@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from emocloak.attacks.base import CropAttack
+from emocloak.attacks.base import CropAttack, check_linf, check_number
 from emocloak.attacks.evasion.filter_chain import margin
 from emocloak.recognizers.base import Recognizer
 
@@ -45,6 +45,12 @@ class Square(CropAttack):
     def __init__(self, eps: float = 8 / 255, queries: int = 1000, p: float = 0.05, seed: int | None = 0) -> None:
         super().__init__(seed)
         self.eps, self.queries, self.p = eps, queries, p
+        self._check_params()
+
+    def _check_params(self) -> None:
+        check_linf("eps", self.eps)
+        check_number("queries", self.queries, 1, math.inf, whole=True)
+        check_number("p", self.p, 0, 1, open_low=True)  # share of the crop the first squares cover
 
     @property
     def queries_per_image(self) -> int:

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim
 from rich.progress import Progress
 
-from emocloak.attacks.base import Attack, paste, require_gradient
+from emocloak.attacks.base import Attack, AttackSpecError, check_linf, paste, require_gradient
 from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.datasets import PhotoSet
 from emocloak.data.ferplus import FaceSet
@@ -434,6 +434,13 @@ class UniversalCloak(Attack):
         super().__init__(seed)
         self.eps = eps
         self._given = perturbation
+        self._check_params()
+
+    def _check_params(self) -> None:
+        if self.eps is not None:
+            check_linf("eps", self.eps, MAX_EPS)
+        if self._given is not None and not isinstance(self._given, UniversalPerturbation):
+            raise AttackSpecError(f"perturbation must be a UniversalPerturbation, got {type(self._given).__name__}")
 
     def params(self) -> dict:
         up = self._given
