@@ -222,3 +222,18 @@ def test_cli_evaluate_skips_and_reports_a_bad_photo(tiny_data, tmp_path, cli):
     assert r.returncode == 1 and "skipped:" in r.stderr and "zz_broken.jpg" in r.stderr, r.stderr
     report = strict_json((tmp_path / "out" / "report.json").read_text())
     assert report["summary"]["n"] == 3 and "zz_broken.jpg" in report["summary"]["skipped"][0]
+
+
+def test_one_generator_per_run_and_the_global_rng_untouched(one_thread):
+    from emocloak.evaluation import Samples
+
+    face = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    samples = Samples([face] * 34, np.zeros(34, np.int64), [f"f{i}" for i in range(34)], detect=False)
+    rec, atk = toy("toy", 0), make_attack("pgd:eps=8,steps=1", seed=3)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    _, adv = evaluate(samples, rec, atk, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left as it was
+    assert not np.array_equal(adv[0], adv[32])  # equal faces in different chunks: different random starts
+    _, again = evaluate(samples, rec, atk, progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(adv, again, strict=True))  # same seed, same run

@@ -98,10 +98,12 @@ def evaluate(
     channel = channel or Channel()
     n = len(samples.images)
     adv, records = [], []
+    gen = attack.new_generator()  # one stream for the run: equal faces in different chunks get different draws
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{attack.name} on {rec.name}", total=n)
         for s in range(0, n, chunk):
-            out = attack(rec, samples.images[s : s + chunk], target, samples.detect, samples.labels[s : s + chunk])
+            images, labels = samples.images[s : s + chunk], samples.labels[s : s + chunk]
+            out = attack(rec, images, target, samples.detect, labels, generator=gen)
             for r in out.records:
                 r["index"] += s
             adv += out.images

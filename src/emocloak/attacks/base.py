@@ -87,14 +87,24 @@ class Attack(ABC):
 
     name = "attack"
     needs_gradient = False  # white-box attacks set True: recognizers with differentiable=False are refused
+    rng: torch.Generator | None = None  # set by each call: the generator `perturb` draws from
 
     def __init__(self, seed: int | None = 0) -> None:
         if seed is not None:
             check_number("seed", seed, 0, math.inf, whole=True)
         self.seed = seed
 
+    def new_generator(self) -> torch.Generator:
+        """The run's one source of randomness: seeded from `seed`, or from the OS when seed is None."""
+        gen = torch.Generator()
+        if self.seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(self.seed)
+        return gen
+
     def params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "rng"}
 
     def __repr__(self) -> str:
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.params().items())})"
@@ -112,12 +122,14 @@ class Attack(ABC):
         target: int | None = None,
         detect: bool = True,
         labels: Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
     ) -> AttackOutput:
+        """Attack `images`; random draws come from `generator` (pass one to continue a run across calls),
+        else from a fresh one seeded with `self.seed`. The global torch RNG is never touched."""
         if self.needs_gradient:
             require_gradient(rec)
         images = [as_rgb(im) for im in images]
-        if self.seed is not None:
-            torch.manual_seed(self.seed)
+        self.rng = generator if generator is not None else self.new_generator()
         clean = predictions(rec, images, detect)
         t0 = time.perf_counter()
         adv, queries, info = self.perturb(rec, images, clean, target, detect)

@@ -28,11 +28,11 @@ def _project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     return delta * (eps / _l2(delta)).clamp(max=1.0)
 
 
-def _start(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+def _start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator | None = None) -> torch.Tensor:
     if norm == "inf":
-        return torch.empty_like(x).uniform_(-eps, eps)
-    d = torch.randn_like(x)
-    r = torch.rand(len(x), *([1] * (x.dim() - 1)))
+        return torch.empty_like(x).uniform_(-eps, eps, generator=gen)
+    d = torch.randn(x.shape, dtype=x.dtype, generator=gen)
+    r = torch.rand(len(x), *([1] * (x.dim() - 1)), dtype=x.dtype, generator=gen)
     return d / _l2(d) * eps * r
 
 
@@ -47,14 +47,16 @@ def pgd_perturb(
     random_start: bool = True,
     targeted: bool = False,
     step_weight: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Adversarial x within the eps-ball (L-inf or L2) and [0, 1], by `steps` ascent steps on cross-entropy.
 
     y: class indices, or class probabilities (soft labels, as training uses). step_weight (broadcast to x,
     e.g. a facial attention mask) scales each pixel's step, so the attack spends its effort where the
     weight is high; the ball itself is unchanged, so the threat model stays the plain eps-ball.
+    generator: the random start's source (default: torch's global RNG, as training seeds it).
     """
-    delta = ((x + _start(x, eps, norm)).clamp(0, 1) - x).detach() if random_start else torch.zeros_like(x)
+    delta = ((x + _start(x, eps, norm, generator)).clamp(0, 1) - x).detach() if random_start else torch.zeros_like(x)
     for _ in range(steps):
         delta.requires_grad_(True)
         loss = F.cross_entropy(logits(x + delta), y)
@@ -110,4 +112,15 @@ class PGD(CropAttack):
         return self.steps
 
     def craft(self, rec: Recognizer, x: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
-        return pgd_perturb(rec.logits, x, y, self.eps, self.alpha, self.steps, self.norm, self.random_start, targeted)
+        return pgd_perturb(
+            rec.logits,
+            x,
+            y,
+            self.eps,
+            self.alpha,
+            self.steps,
+            self.norm,
+            self.random_start,
+            targeted,
+            generator=self.rng,
+        )
