@@ -115,6 +115,7 @@ def protect(
         **{k: record[k] for k in ("queries", "seconds") if k in record},
         **image_distances(rgb, cloaked),
         "pareto_front": record.get("pareto_front"),
+        **{k: record[k] for k in ("ensemble_no_face",) if k in record},  # members that saw no face
         "seed": seed,
     }
     if method == "filters":

@@ -140,7 +140,14 @@ class FilterCloak(Attack):
             )
         )
         x = to_tensor(work)
-        found = [r.face_crop(work, detect) for r in recs]
+        found = [rec.face_crop(work, detect)]  # the main recognizer must see a face (NoFaceError otherwise)
+        blind = []  # ensemble members that find none: reported, and the cloak goes on with the others
+        for r in recs[1:]:
+            try:
+                found.append(r.face_crop(work, detect))
+            except NoFaceError:
+                blind.append(r.name)
+        recs = tuple(r for r in recs if r.name not in blind)
         boxes = [b for _, b in found]
         with torch.no_grad():  # the main recognizer's clean reading is given; the others read the work image
             refs = [ref] + [int(r.logits(to_tensor(c)).argmax()) for r, (c, _) in zip(recs[1:], found[1:], strict=True)]
@@ -168,6 +175,7 @@ class FilterCloak(Attack):
             "search_objective": float(res.F[best, 0]),
             "search_ssim": float(1 - res.F[best, 1]),
             "generations": res.generations,
+            **({"ensemble_no_face": blind} if blind else {}),
             "pareto_front": [
                 {"chain": self.describe(res.X[i]), "objective": float(res.F[i, 0]), "ssim": float(1 - res.F[i, 1])}
                 for i in res.front
