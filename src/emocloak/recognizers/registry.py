@@ -6,17 +6,22 @@ from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from emocloak.data.checkpoints import CheckpointError, load_checkpoint
 from emocloak.labels import LABELS
-from emocloak.recognizers.base import Recognizer
-from emocloak.recognizers.facenet import FaceNet
+
+if TYPE_CHECKING:  # imported where used: listing recognizers must not wait for torch
+    from emocloak.recognizers.base import Recognizer
 
 WEIGHTS = Path(str(resources.files("emocloak") / "recognizers" / "weights"))
 
 
 def load_facenet(path: str | Path, name: str | None = None) -> Recognizer:
     """A FaceNet checkpoint written by `emocloak.training` (ours or a user's) as a Recognizer."""
+    from emocloak.recognizers.base import Recognizer
+    from emocloak.recognizers.facenet import FaceNet
+
     path = Path(path)
     ckpt = load_checkpoint(path, "recognizer weights file")
     try:
