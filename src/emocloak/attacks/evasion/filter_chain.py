@@ -213,7 +213,7 @@ def spot_mask(shape: tuple[int, int], box: Box, cx: np.ndarray, cy: np.ndarray, 
 
     A local gene is a filter brushed onto one part of the face (as a selective edit in a photo
     app), tried because recognizers shrug off global tone changes. Measured, it buys quality,
-    not success (`benchmarks/results/filter_cloak_local.md`): SSIM ~0.97 but fewer photos fooled.
+    not success: see `benchmarks/results/filter_cloak_local.md`.
     """
     h, w = shape
 
