@@ -237,3 +237,29 @@ def test_one_generator_per_run_and_the_global_rng_untouched(one_thread):
     assert not np.array_equal(adv[0], adv[32])  # equal faces in different chunks: different random starts
     _, again = evaluate(samples, rec, atk, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(adv, again, strict=True))  # same seed, same run
+
+
+def test_channel_applied_once_per_image_and_detections_shared(one_thread, monkeypatch):
+    import emocloak.channel as channel_module
+    from emocloak.evaluation import Samples
+    from emocloak.faces.detect import Box
+    from emocloak.recognizers.base import Face
+
+    calls = {"jpeg": 0, "detect": 0}
+    real_jpeg = channel_module.jpeg
+
+    def counting_jpeg(image, quality):
+        calls["jpeg"] += 1
+        return real_jpeg(image, quality)
+
+    def whole(image):  # one detector shared by all three recognizers
+        calls["detect"] += 1
+        return [Face(Box(0, 0, image.shape[1], image.shape[0]), Box(0, 0, image.shape[1], image.shape[0]))]
+
+    monkeypatch.setattr(channel_module, "jpeg", counting_jpeg)
+    faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48, 3), dtype=np.uint8)
+    samples = Samples(list(faces), np.zeros(5, np.int64), [f"f{i}" for i in range(5)], detect=True)
+    recs = [Recognizer(f"toy{i}", FaceNet("vgg", width=8), LABELS, 48, find_faces=whole) for i in range(3)]
+    evaluate(samples, recs[0], make_attack("fgsm:eps=4"), transfer=recs[1:], channel=Channel.parse("jpeg:90"))
+    assert calls["jpeg"] == 2 * 5  # clean and cloaked images, once each, for three recognizers
+    assert calls["detect"] <= 4 * 5  # clean, cloaked, and both after the channel: each detected once

@@ -47,8 +47,16 @@ class Samples:
         """
         key = (id(rec), str(channel) if channel else "")
         if key not in self._readings:
-            images = [channel(im) for im in self.images] if channel else self.images
-            self._readings[key] = predictions(rec, images, self.detect)
+            self._readings[key] = predictions(rec, self.through(channel), self.detect)
+        return self._readings[key]
+
+    def through(self, channel: Channel | None) -> list[np.ndarray]:
+        """The clean images after a channel, computed once per channel however many recognizers read them."""
+        if not channel:
+            return self.images
+        key = ("channel", str(channel))
+        if key not in self._readings:
+            self._readings[key] = [channel(im) for im in self.images]
         return self._readings[key]
 
 
@@ -134,9 +142,10 @@ def evaluate(
         "seconds_per_image": describe([r["seconds"] for r in records]),
         "confusion": {"clean": confusion(labels, clean).tolist(), "attacked": confusion(labels, after).tolist()},
     }
+    adv_seen = [channel(im) for im in adv] if channel else adv  # once per image, for every recognizer
     if channel:
         ch_clean = samples.clean_reading(rec, channel)
-        ch_after = predictions(rec, [channel(im) for im in adv], samples.detect)
+        ch_after = predictions(rec, adv_seen, samples.detect)
         for r, c, a in zip(records, ch_clean, ch_after, strict=True):
             r["channel_pred_before"], r["channel_pred_after"] = int(c), int(a)
         summary["channel"] = {
@@ -145,12 +154,18 @@ def evaluate(
             "confusion": confusion(labels, ch_after).tolist(),
         }
     if transfer:
-        summary["transfer"] = {t.name: _transfer(t, samples, adv, target, channel, records) for t in transfer}
+        summary["transfer"] = {t.name: _transfer(t, samples, adv, adv_seen, target, channel, records) for t in transfer}
     return {"summary": summary, "records": records}, adv
 
 
 def _transfer(
-    rec: Recognizer, samples: Samples, adv: list[np.ndarray], target: int | None, channel: Channel, records: list[dict]
+    rec: Recognizer,
+    samples: Samples,
+    adv: list[np.ndarray],
+    adv_seen: list[np.ndarray],
+    target: int | None,
+    channel: Channel,
+    records: list[dict],
 ) -> dict:
     """The same cloaked images read by a recognizer the attack never used."""
     clean = samples.clean_reading(rec)
@@ -159,7 +174,7 @@ def _transfer(
         r.setdefault("transfer", {})[rec.name] = {"pred_before": int(c), "pred_after": int(a)}
     out = summarise(samples.labels, clean, after, target)
     if channel:
-        ch_after = predictions(rec, [channel(im) for im in adv], samples.detect)
+        ch_after = predictions(rec, adv_seen, samples.detect)
         ch_clean = samples.clean_reading(rec, channel)
         out["channel_success_rate"] = float(success(ch_after, ch_clean, target).mean())
     return out
