@@ -41,7 +41,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
+def gray_faces_to_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, 48, 48) uint8 -> (N, 1, 48, 48) float in [0, 1]."""
     return torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
 
@@ -84,7 +84,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(model: nn.Module, data: FaceSet, batch: int = 512) -> float:
     model.eval()
-    x = to_tensor(data.images)
+    x = gray_faces_to_tensor(data.images)
     pred = torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
     return float((pred.numpy() == data.labels).mean())
 
@@ -141,7 +141,7 @@ def train(
         gen.set_state(state["gen"])
         start, history, elapsed = state["epoch"], state["history"], state["elapsed"]
         log(f"resumed from {ckpt} at epoch {start}")
-    x_all = to_tensor(train_set.images)
+    x_all = gray_faces_to_tensor(train_set.images)
     y_soft = torch.from_numpy(train_set.votes if cfg.soft_labels else np.eye(8, dtype=np.float32)[train_set.labels])
     for epoch in range(start, cfg.epochs):
         t0 = time.time()

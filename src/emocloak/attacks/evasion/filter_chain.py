@@ -10,41 +10,34 @@ chain is then applied to the full-resolution photo.
 
 from __future__ import annotations
 
-import io
 import math
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from pytorch_msssim import ssim as torch_ssim
 
 from emocloak.attacks.base import Attack, AttackSpecError, check_flag, check_number
 from emocloak.attacks.filters import FILTER_NAMES, apply_chain
 from emocloak.attacks.filters.search import ChainSpace, search
+from emocloak.channel import jpeg, resize
 from emocloak.errors import NoFaceError
-from emocloak.faces.detect import Box
+from emocloak.faces.detect import Box, crop_padding
 from emocloak.recognizers.base import Recognizer, to_tensor
 
 
 def crop_batch(x: torch.Tensor, box: Box) -> torch.Tensor:
-    """Crop (B, 3, H, W) at a box that may leave the image (edge-padded, as `faces.detect.crop`)."""
-    h, w = x.shape[-2:]
-    pad = max(0, -box.left, -box.top, box.right - w, box.bottom - h)
+    """Crop (B, 3, H, W) at a box that may leave the image: `faces.detect.crop`'s rule, on a batch."""
+    pad = crop_padding(box, x.shape[-2:])
     if pad:
         x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     return x[..., box.top + pad : box.bottom + pad, box.left + pad : box.right + pad]
 
 
 def jpeg_batch(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """JPEG round trip of every image in a batch (PIL; not differentiable, and need not be)."""
-    out = []
-    for img in (x.permute(0, 2, 3, 1) * 255).round().byte().numpy():
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "JPEG", quality=quality)
-        out.append(to_tensor(np.asarray(Image.open(buf).convert("RGB"))))
-    return torch.cat(out)
+    """`channel.jpeg` on every image of a batch (not differentiable, and need not be)."""
+    return torch.cat([to_tensor(jpeg(img, quality)) for img in (x.permute(0, 2, 3, 1) * 255).round().byte().numpy()])
 
 
 def margin(logp: torch.Tensor, ref: int | torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
@@ -130,15 +123,7 @@ class FilterCloak(Attack):
     def _cloak_one(self, rec: Recognizer, image: np.ndarray, ref: int, target: int | None, detect: bool):
         recs = (rec, *(r for r in self._ensemble if r is not rec))
         scale = _work_scale(image.shape, self.work_side)
-        work = (
-            image
-            if scale == 1.0
-            else np.asarray(
-                Image.fromarray(image).resize(
-                    (round(image.shape[1] * scale), round(image.shape[0] * scale)), Image.LANCZOS
-                )
-            )
-        )
+        work = image if scale == 1.0 else resize(image, scale)  # the search's working copy
         x = to_tensor(work)
         found = [rec.face_crop(work, detect)]  # the main recognizer must see a face (NoFaceError otherwise)
         blind = []  # ensemble members that find none: reported, and the cloak goes on with the others
