@@ -24,6 +24,7 @@ from torch import nn
 
 from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.ferplus import FaceSet
+from emocloak.data.files import atomic_write, write_text_atomic
 from emocloak.recognizers.facenet import FaceNet
 
 
@@ -177,7 +178,7 @@ def train(
             "history": history,
             "elapsed": elapsed,
         }
-        torch.save(state, ckpt)
+        atomic_write(ckpt, lambda tmp, state=state: torch.save(state, tmp))  # a cut-off save keeps the last good one
     save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed})
     return model
 
@@ -189,11 +190,11 @@ def record_run(out: Path, model: FaceNet, valid_set: FaceSet, test_set: FaceSet 
     if test_set is not None:
         meta["test_acc"] = accuracy(model, test_set)
     meta.update(valid_acc=accuracy(model, valid_set), **extra)
-    path.write_text(json.dumps(meta, indent=2))
+    write_text_atomic(path, json.dumps(meta, indent=2))
     return meta
 
 
 def save_weights(model: FaceNet, out: Path, meta: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"arch": model.arch, "width": meta["config"]["width"], "state_dict": model.state_dict()}, out)
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    blob = {"arch": model.arch, "width": meta["config"]["width"], "state_dict": model.state_dict()}
+    atomic_write(out, lambda tmp: torch.save(blob, tmp))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(meta, indent=2))

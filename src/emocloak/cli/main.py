@@ -194,6 +194,20 @@ def _samples(data: Path, split: str, limit: int | None, seed: int):
         fail(f"cannot read --data {data}: {exc}")
 
 
+def _out_file(path: Path, overwrite: bool) -> None:
+    """Refuse, before hours of learning, an output file that exists or a folder that cannot take it."""
+    from emocloak.data.files import check_writable_dir
+
+    if path.is_dir():
+        fail(f"--out {path} is a folder; name the file to write")
+    if path.exists() and not overwrite:
+        fail(f"{path} exists; pass --overwrite to replace it")
+    try:
+        check_writable_dir(path.parent)
+    except EmocloakError as exc:
+        fail(f"--out {path}: {exc}")
+
+
 def _out_dir(path: Path, overwrite: bool) -> Path:
     from emocloak.reports.outputs import check_out_dir
 
@@ -482,8 +496,7 @@ def universal_train(
     from emocloak.attacks.evasion.universal import face_crops, learn_universal
     from emocloak.data.datasets import load_dataset
 
-    if out_file.exists() and not overwrite:
-        fail(f"{out_file} exists; pass --overwrite to replace it")
+    _out_file(out_file, overwrite)
     tgt = _parse_target(target)
     recs = [_recognizer(n) for n in _transfer_names(recognizer) or ["cnn"]]
     try:
@@ -540,6 +553,7 @@ def train(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Random subset of N training faces.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the subset, augmentation and attack starts.")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 2,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Train a recognizer with a defence (standard, PGD adversarial training, FAAT); resumes an interrupted run."""
     import time
@@ -559,6 +573,7 @@ def train(
         fail(str(exc))
     if out_file.suffix != ".pt":
         fail(f"--out {out_file}: weights are written as a .pt file")
+    _out_file(out_file, overwrite or out_file.with_suffix(".ckpt").is_file())  # resuming rewrites its own output
     if init is not None:
         arch, width = _init_arch(init)
     t0 = time.time()

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from emocloak.data.checkpoints import load_checkpoint
+from emocloak.data.files import atomic_write
 from emocloak.errors import EmocloakError
 from emocloak.labels import LABELS, label_index
 from emocloak.recognizers.registry import WEIGHTS
@@ -69,10 +70,9 @@ class UniversalPerturbation:
         return replace(self, delta=delta, meta=meta)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"delta": self.delta.detach().float().cpu().contiguous(), "meta": self.meta}, path)
-        return path
+        """Write atomically (the old file or the new one, never half); OutputError names the file."""
+        blob = {"delta": self.delta.detach().float().cpu().contiguous(), "meta": self.meta}
+        return atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> UniversalPerturbation:
