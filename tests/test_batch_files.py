@@ -149,3 +149,14 @@ def test_plan_checks_every_output_against_every_input_and_output(tmp_path):
     plan, refused = plan_outputs([a / "x.png"], [a], b, lambda rel: (rel,), overwrite=True)
     assert plan and not refused  # b/x.png is no input of this run: --overwrite may replace it
     assert output_names(Path("d/y.gif")) == (Path("d/y.png"), Path("d/y.png.json"))
+
+
+def test_long_runs_refuse_their_output_before_starting(tmp_path, cli):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    r = cli("universal", "train", "--data", tmp_path, "-o", a_file / "u.pt")
+    assert r.returncode == 2 and "a_file exists and is not a folder" in r.stderr
+    (tmp_path / "a_file.pt").write_bytes(b"weights")
+    r = cli("train", "-d", "standard", "--data", tmp_path, "-o", tmp_path / "a_file.pt")
+    assert r.returncode == 2 and "exists; pass --overwrite" in r.stderr
+    assert (tmp_path / "a_file.pt").read_bytes() == b"weights" and a_file.read_text() == "x"
