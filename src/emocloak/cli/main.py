@@ -490,39 +490,18 @@ def universal_train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Learn a universal perturbation on the data's training split and save it."""
-    import numpy as np
-    import torch
-
-    from emocloak.attacks.evasion.universal import face_crops, learn_universal
-    from emocloak.data.datasets import load_dataset
+    from emocloak.attacks.evasion.universal.learn import learn_from_dataset
 
     _out_file(out_file, overwrite)
     tgt = _parse_target(target)
     recs = [_recognizer(n) for n in _transfer_names(recognizer) or ["cnn"]]
+    options = dict(steps=steps, batch_size=batch_size, jpeg_quality=jpeg, ce_weight=ce_weight, box_scale=box_scale)
     try:
-        crops = face_crops(load_dataset(data, "train"), recs[0], size or recs[0].input_size, limit, seed)
+        up = learn_from_dataset(data, recs, eps / 255, tgt, size, holdout, limit, seed, **options)
+        up.save(out_file)
     except EmocloakError as exc:
         fail(str(exc))
-    n_out = round(len(crops) * holdout)
-    if len(crops) - n_out < 1:
-        fail(f"{data}: no training faces found")
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(crops)))
-    kept = crops[order[:n_out]].permute(0, 2, 3, 1).numpy() if n_out else None
-    up = learn_universal(
-        recs,
-        crops[order[n_out:]],
-        eps / 255,
-        tgt,
-        steps=steps,
-        batch_size=batch_size,
-        jpeg_quality=jpeg,
-        ce_weight=ce_weight,
-        box_scale=box_scale,
-        seed=seed,
-        holdout=kept,
-        data=f"{data} (train split, {len(crops) - n_out} faces; {n_out} held out)",
-    )
-    up.save(out_file)
+    n_out = (up.meta.get("holdout") or {}).get("n", 0)
     rates = (up.meta.get("holdout") or {}).get("success", {})
     scores = ", ".join(f"{n} {v:.1%}" for n, v in rates.items()) or "no hold-out"
     out.print(f"wrote {out_file}: success on {n_out} held-out faces: {scores}", highlight=False, soft_wrap=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from rich.progress import Progress
 from emocloak.attacks.base import require_gradient
 from emocloak.attacks.evasion.universal.apply import apply_universal_batch, resize_delta
 from emocloak.attacks.evasion.universal.perturbation import MAX_EPS, UniversalPerturbation
+from emocloak.errors import DatasetError
 from emocloak.labels import LABELS, label_index
 from emocloak.metrics.robustness import success
 from emocloak.recognizers.base import Recognizer
@@ -212,3 +214,29 @@ def evaluate_universal(
             after = rec.predict_crops([jpeg(a, jpeg_quality) for a in adv]).argmax(1)
             out["success_after_jpeg"][rec.name] = float(success(after, clean, up.target).mean())
     return out
+
+
+def learn_from_dataset(
+    data: str | Path,
+    recs: Sequence[Recognizer],
+    eps: float,
+    target: int | str | None = None,
+    size: int | None = None,
+    holdout: float = 0.1,
+    limit: int | None = None,
+    seed: int = 0,
+    **options: object,
+) -> UniversalPerturbation:
+    """`learn_universal` on a dataset's training split (crops at `size`, default the first recognizer's
+    input size), a seeded `holdout` share of the faces kept out to measure success (in the metadata)."""
+    from emocloak.attacks.evasion.universal.crops import face_crops
+    from emocloak.data.datasets import load_dataset
+
+    crops = face_crops(load_dataset(data, "train"), recs[0], size or recs[0].input_size, limit, seed)
+    n_out = round(len(crops) * holdout)
+    if len(crops) - n_out < 1:
+        raise DatasetError(f"{data}: no training faces found")
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(crops)))
+    kept = crops[order[:n_out]].permute(0, 2, 3, 1).numpy() if n_out else None
+    what = f"{data} (train split, {len(crops) - n_out} faces; {n_out} held out)"
+    return learn_universal(recs, crops[order[n_out:]], eps, target, seed=seed, holdout=kept, data=what, **options)
