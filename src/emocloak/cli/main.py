@@ -537,39 +537,69 @@ def train(
     """Train a recognizer with a defence (standard, PGD adversarial training, FAAT); resumes an interrupted run."""
     import time
 
-    from rich.progress import Progress
-
-    from emocloak.data.datasets import load_dataset
-    from emocloak.data.ferplus import FaceSet
-    from emocloak.defences.recipes import DefenceConfig, cli_command, train_defence, training_faces
+    from emocloak.defences.recipes import cli_command
     from emocloak.training import TrainConfig, record_run
 
     given = dict(eps=eps, steps=steps, alpha=alpha, freq_weight=freq_weight, freq_radius=freq_radius)
-    given |= dict(mask_floor=mask_floor, mask_sigma=mask_sigma)
-    try:
-        d = DefenceConfig(defence, **{k: v for k, v in given.items() if v is not None})
-    except ValueError as exc:
-        fail(str(exc))
+    d = _defence(defence, **given, mask_floor=mask_floor, mask_sigma=mask_sigma)
     if out_file.suffix != ".pt":
         fail(f"--out {out_file}: weights are written as a .pt file")
     _out_file(out_file, overwrite or out_file.with_suffix(".ckpt").is_file())  # resuming rewrites its own output
     if init is not None:
         arch, width = _init_arch(init)
     t0 = time.time()
+    tr, va, masks = _training_data(data, d, limit, seed)
+    cfg = TrainConfig(arch, width, epochs, batch_size, lr, seed=seed, threads=threads, soft_labels=tr.votes is not None)
+    if init is not None:
+        cfg.extra["init"] = str(init)
+    model = _train_with_progress(d, cfg, tr, va, out_file, masks)
+    meta = record_run(
+        out_file,
+        model,
+        va,
+        wall_seconds=time.time() - t0,
+        data=f"{data} (train split, {len(tr)} faces)",
+        command=cli_command(d, cfg, data, out_file, limit),
+    )
+    out.print(f"wrote {out_file}: validation accuracy {meta['valid_acc']:.1%}", highlight=False, soft_wrap=True)
+
+
+def _defence(name: str, **given: float | int | None):
+    from emocloak.defences.recipes import DefenceConfig
+
+    try:
+        return DefenceConfig(name, **{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
+def _training_data(data: Path, d, limit: int | None, seed: int):
+    """(train faces, validation faces, FAAT masks or None), or one clear error."""
+    from emocloak.data.datasets import load_dataset
+    from emocloak.data.ferplus import FaceSet
+    from emocloak.defences.recipes import training_faces
+
     try:
         tr, masks = training_faces(data, d, limit, seed)
         va = load_dataset(data, "valid")
     except EmocloakError as exc:
         fail(str(exc))
+        raise  # unreachable
     if not isinstance(va, FaceSet) or len(va) == 0:
         fail(f"--data {data}: no validation faces (a FER+ folder or fer2013.csv has them)")
-    cfg = TrainConfig(arch, width, epochs, batch_size, lr, seed=seed, threads=threads, soft_labels=tr.votes is not None)
-    if init is not None:
-        cfg.extra["init"] = str(init)
+    return tr, va, masks
+
+
+def _train_with_progress(d, cfg, tr, va, out_file: Path, masks):
+    from rich.progress import Progress
+
+    from emocloak.defences.recipes import train_defence
+
     with Progress(console=err, transient=True) as bar:
-        task = bar.add_task(f"{defence} training", total=None)
+        task = bar.add_task(f"{d.defence} training", total=None)
         try:
-            model = train_defence(
+            return train_defence(
                 d,
                 cfg,
                 tr,
@@ -581,15 +611,7 @@ def train(
             )
         except ValueError as exc:  # e.g. a checkpoint of another configuration at OUT.ckpt
             fail(str(exc))
-    meta = record_run(
-        out_file,
-        model,
-        va,
-        wall_seconds=time.time() - t0,
-        data=f"{data} (train split, {len(tr)} faces)",
-        command=cli_command(d, cfg, data, out_file, limit),
-    )
-    out.print(f"wrote {out_file}: validation accuracy {meta['valid_acc']:.1%}", highlight=False, soft_wrap=True)
+            raise  # unreachable
 
 
 def _init_arch(path: Path) -> tuple[str, int]:
