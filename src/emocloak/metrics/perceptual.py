@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 from emocloak.faces.detect import Box, crop
 
@@ -29,19 +29,28 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    if np.array_equal(a, b):
-        return float("inf")
-    return float(peak_signal_noise_ratio(a, b, data_range=255))
+    """PSNR in dB of two uint8 images (skimage's definition), from exact integer squared errors."""
+    return _psnr(_squared_error(a, b), a.size)
+
+
+def _squared_error(a: np.ndarray, b: np.ndarray) -> int:
+    diff = b.astype(np.int16) - a.astype(np.int16)
+    return int(np.square(diff, dtype=np.int32).sum(dtype=np.int64))
+
+
+def _psnr(squared_error: int, n: int) -> float:
+    return float("inf") if squared_error == 0 else float(10 * np.log10(255.0**2 * n / squared_error))
 
 
 def image_distances(original: np.ndarray, cloaked: np.ndarray, face: Box | None = None) -> dict[str, float]:
     """All the per-image quality numbers reports show; face SSIM only where a face box is known."""
-    diff = cloaked.astype(np.int16) - original.astype(np.int16)  # exact, and a quarter of float64's memory
+    err = _squared_error(original, cloaked)  # exact integers, a quarter of float64's memory
+    linf = np.abs(cloaked.astype(np.int16) - original.astype(np.int16)).max()
     out = {
         "ssim": ssim(original, cloaked),
-        "psnr": psnr(original, cloaked),
-        "linf": float(np.abs(diff).max()),  # in /255 units, as budgets are quoted
-        "l2": float(np.sqrt(np.square(diff, dtype=np.int32).sum(dtype=np.int64))) / 255.0,
+        "psnr": _psnr(err, original.size),
+        "linf": float(linf),  # in /255 units, as budgets are quoted
+        "l2": float(np.sqrt(err)) / 255.0,
     }
     if face is not None:
         out["ssim_face"] = ssim(crop(original, face), crop(cloaked, face))
