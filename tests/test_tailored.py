@@ -58,13 +58,13 @@ def test_budget_is_small_on_flat_areas_large_in_texture_and_zero_at_the_border()
     flat = torch.full((1, 3, 64, 64), 0.5)
     textured = flat.clone()
     textured[..., ::2, :] = 0.8  # stripes: high local contrast
-    b = Budget(cap=8 / 255, floor=0.25, texture=0.05, taper=0.1)
+    b = Budget(cap=8 / 255, floor=0.25, texture=(0.01, 0.05), taper=0.1)
     f, t = b(flat), b(textured)
     assert torch.isclose(f[0, 0, 32, 32], torch.tensor(0.25 * 8 / 255))
     assert torch.isclose(t[0, 0, 32, 32], torch.tensor(8 / 255))
     assert f[0, 0, 0].abs().max() == 0 and t[..., :, 0].abs().max() == 0  # the edges fade out
     assert border_taper(flat, 0.0).min() == 1
-    for bad in ({"cap": 0}, {"floor": 1.5}, {"taper": 0.6}, {"window": 4}):
+    for bad in ({"cap": 0}, {"floor": 1.5}, {"taper": 0.6}, {"window": 4}, {"texture": (0.1, 0.05)}):
         with pytest.raises(ValueError):
             Budget(**bad)
 

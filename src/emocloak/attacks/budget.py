@@ -19,13 +19,14 @@ from emocloak.recognizers.base import GRAY
 
 @dataclass(frozen=True)
 class Budget:
-    """cap: largest change in [0, 1] units; floor: share of cap allowed on flat areas;
-    texture: local luminance std (in [0, 1] units) at which the full cap is allowed;
-    taper: share of the region's side over which the budget fades to zero at its border."""
+    """cap: largest change in [0, 1] units; floor: share of cap allowed where the local luminance std
+    is at most texture[0] (skin in a phone photo measures 4-9/255); the share rises linearly to 1 at
+    texture[1] (hair, brows, edges: 25/255 and more); taper: share of the region's side over which
+    the budget fades to zero at its border."""
 
-    cap: float = 6 / 255
-    floor: float = 0.3
-    texture: float = 0.04
+    cap: float = 8 / 255
+    floor: float = 0.15
+    texture: tuple[float, float] = (8 / 255, 30 / 255)
     taper: float = 0.12
     window: int = 7
 
@@ -34,15 +35,20 @@ class Budget:
             raise ValueError(f"cap={self.cap:.4f} out of range (0, 32/255]: it is in [0, 1] units")
         if not 0 <= self.floor <= 1:
             raise ValueError(f"floor={self.floor} must be a share of cap in [0, 1]")
-        if not self.texture > 0:
-            raise ValueError(f"texture={self.texture} must be > 0")
+        if not 0 <= self.texture[0] < self.texture[1]:
+            raise ValueError(f"texture={self.texture} must be local-std bounds 0 <= low < high")
         if not 0 <= self.taper < 0.5:
             raise ValueError(f"taper={self.taper} must be in [0, 0.5)")
         if self.window < 3 or self.window % 2 == 0:
             raise ValueError(f"window={self.window} must be an odd number >= 3")
 
     def describe(self) -> dict:
-        return {"cap": round(self.cap * 255, 3), "floor": self.floor, "texture": self.texture, "taper": self.taper}
+        return {
+            "cap": round(self.cap * 255, 3),
+            "floor": self.floor,
+            "texture": [round(t * 255, 2) for t in self.texture],
+            "taper": self.taper,
+        }
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel budget (N, 1, H, W) for images (N, 3, H, W) in [0, 1]."""
@@ -58,11 +64,12 @@ def local_std(gray: torch.Tensor, window: int) -> torch.Tensor:
     return (sq - mean * mean).clamp_min(0).sqrt()
 
 
-def texture_share(x: torch.Tensor, floor: float, texture: float, window: int) -> torch.Tensor:
-    """floor on flat areas, rising linearly with local luminance std to 1 at `texture`."""
+def texture_share(x: torch.Tensor, floor: float, texture: tuple[float, float], window: int) -> torch.Tensor:
+    """floor where local luminance std <= texture[0], rising linearly to 1 at texture[1]."""
     w = torch.tensor(GRAY, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     std = local_std((x * w).sum(1, keepdim=True), window)
-    return (floor + (1 - floor) * std / texture).clamp(max=1.0)
+    lo, hi = texture
+    return floor + (1 - floor) * ((std - lo) / (hi - lo)).clamp(0, 1)
 
 
 def border_taper(x: torch.Tensor, share: float) -> torch.Tensor:

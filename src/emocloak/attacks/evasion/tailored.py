@@ -39,9 +39,9 @@ from emocloak.recognizers.base import Recognizer, to_tensor
 
 # The budgets behind --strength; docs/design.md and the benchmark say what each costs and buys.
 STRENGTHS: dict[str, Budget] = {
-    "low": Budget(cap=6 / 255, floor=0.1, texture=0.08),
-    "mid": Budget(cap=8 / 255, floor=0.1, texture=0.06),
-    "high": Budget(cap=12 / 255, floor=0.2, texture=0.05),
+    "low": Budget(cap=6 / 255, floor=0.1),
+    "mid": Budget(cap=8 / 255, floor=0.15),
+    "high": Budget(cap=12 / 255, floor=0.2),
 }
 DEFAULT_STRENGTH = "mid"
 CONTEMPT = LABELS.index("contempt")  # rare in training data, and `fer` cannot say it: never a pulling target
