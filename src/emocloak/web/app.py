@@ -193,7 +193,9 @@ def create_app(settings: Settings = Settings()) -> FastAPI:
         )(view(kind))
 
     @app.get("/api/jobs/{job_id}/photos/{index}/difference", summary="|cloaked - original| times gain, as PNG")
-    def difference(job_id: str, index: int, request: Request, gain: Annotated[int, Query(ge=1, le=100)] = 10) -> Response:
+    def difference(
+        job_id: str, index: int, request: Request, gain: Annotated[int, Query(ge=1, le=100)] = 10
+    ) -> Response:
         item = _done(request.app.state.jobs, job_id, index)
         a, b = load_rgb(item.files["input"]), load_rgb(item.files["output"])
         diff = np.clip(np.abs(a.astype(np.int16) - b.astype(np.int16)) * gain, 0, 255).astype(np.uint8)
@@ -298,12 +300,12 @@ def serve(
     port = sock.getsockname()[1]
     url = f"http://{'[::1]' if host == '::1' else host}:{port}/"
     app = create_app(Settings(workers=workers, allowed_hosts=LOOPBACK if local else ("*",)))
-    say(f"emocloak web app: {url}  (API docs: {url}docs)")
     if local:
         say(f"listening on {host} only: no other computer can reach it")
     else:
         say(f"WARNING: listening on {host}: anyone who can reach this machine can upload photos to it")
     say(f"{workers} photo(s) cloaked at a time; uploads and results are deleted when the server stops (Ctrl+C)")
+    say(f"emocloak web app: {url}  (API docs: {url}docs)")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)

@@ -214,7 +214,7 @@ function buildResult(card, item) {
     : fooled.length === names.length ? "fooled every recognizer"
       : `fooled ${fooled.length} of ${names.length} recognizers`;
   card.verdict.className = `verdict ${fooled.length === names.length ? "yes" : fooled.length ? "some" : "no"}`;
-  card.root.append(
+  card.root.append(...[
     viewer(base, r),
     el("p", { class: "facts" },
       el("span", { text: `SSIM ${r.ssim.toFixed(3)}` }),
@@ -222,11 +222,11 @@ function buildResult(card, item) {
       el("span", { text: `${r.width}×${r.height}` }),
       el("span", { text: `${r.method}${r.target ? `, target ${r.target}` : ""}` })),
     r.note ? el("p", { class: "note", text: r.note }) : null,
-    faceReadings(r.faces, true),
+    faceReadings(r.faces, true, r.recognizers),
     el("p", { class: "actions" },
       el("a", { class: "button primary download", href: `${base}/download`, download: r.download, text: `Download ${r.download}` }),
       el("a", { class: "button", href: `${base}/sidecar`, target: "_blank", text: "Sidecar (JSON)" })),
-  );
+  ].filter(Boolean));
 }
 
 function viewer(base, r) {
@@ -286,8 +286,11 @@ function viewer(base, r) {
 }
 
 // Numbered boxes over the photo, in percent of its size, so they follow it at any zoom.
-// Fit: as wide as the frame allows, at most 100% and 75% of the window's height; 100%: one pixel a pixel.
-const fitWidth = (r, maxHeight) => `min(100%, ${r.width}px, calc(${maxHeight} * ${r.width / r.height}))`;
+// Fit: as wide as the frame allows, at most maxHeight tall, small photos enlarged to 420 px; 100%: pixel for pixel.
+const fitWidth = (r, maxHeight) => {
+  const a = r.width / r.height;
+  return `min(100%, calc(${maxHeight} * ${a}), max(${r.width}px, calc(420px * ${a})))`;
+};
 
 function faceBoxes(r) {
   const at = (b) => `left:${(b[0] / r.width) * 100}%;top:${(b[1] / r.height) * 100}%;` +
@@ -296,15 +299,15 @@ function faceBoxes(r) {
 }
 
 // ---- readings as bars -------------------------------------------------------------------------
-function faceReadings(faces, compare) {
+function faceReadings(faces, compare, aimed = []) {
   if (!faces.length) return el("p", { class: "note", text: "No recognizer found a face in this photo." });
   return el("div", { class: "faces" }, faces.map((face, i) => el("section", { class: "face" },
     el("h4", { text: `Face ${i + 1}` }),
-    el("div", { class: "recs" }, Object.entries(face.readings).map(([name, r]) => compare ? compared(name, r) : single(name, r))))));
+    el("div", { class: "recs" }, Object.entries(face.readings).map(([name, r]) => compare ? compared(name, r, aimed) : single(name, r))))));
 }
 
-function compared(name, r) {
-  const head = el("header", {}, el("strong", { text: name }));
+function compared(name, r, aimed) {
+  const head = el("header", {}, el("strong", { text: name }), aimed.includes(name) ? el("small", { class: "aim", text: "cloaked against" }) : null);
   if (!r.before) {
     head.append(el("span", { class: "muted", text: " found no face here" }));
     return el("div", { class: "rec" }, head);
