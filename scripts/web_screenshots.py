@@ -45,8 +45,14 @@ def cloak(driver, url: str, photos: list[Path], method: str | None) -> None:
     driver.find_element(By.ID, "cloak-files").send_keys("\n".join(map(str, photos)))
     driver.find_element(By.ID, "cloak-go").click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '.card[data-status="done"] .rec')) > 0)
-    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, '.card[data-status="queued"], .card[data-status="working"]'))
-    wait.until(lambda d: d.execute_script("return [...document.images].filter(i => i.getAttribute('src')).every(i => i.complete && i.naturalWidth)"))
+    wait.until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, '.card[data-status="queued"], .card[data-status="working"]')
+    )
+    wait.until(
+        lambda d: d.execute_script(
+            "return [...document.images].filter(i => i.getAttribute('src')).every(i => i.complete && i.naturalWidth)"
+        )
+    )
 
 
 def main() -> None:

@@ -55,7 +55,9 @@ def test_cloak_read_and_download_in_chromium(tmp_path):
             driver.find_element(By.ID, "cloak-files").send_keys(str(photo))
             driver.find_element(By.ID, "cloak-go").click()
             card = wait.until(
-                ec.presence_of_element_located((By.CSS_SELECTOR, '.card[data-status="done"], .card[data-status="failed"]'))
+                ec.presence_of_element_located(
+                    (By.CSS_SELECTOR, '.card[data-status="done"], .card[data-status="failed"]')
+                )
             )
             assert card.get_attribute("data-status") == "done", card.text
             wait.until(lambda d: card.find_elements(By.CSS_SELECTOR, ".rec"))
@@ -69,7 +71,13 @@ def test_cloak_read_and_download_in_chromium(tmp_path):
             assert card.find_elements(By.CSS_SELECTOR, ".box")  # the face is boxed
             # the viewer's difference view loads an image from the API
             card.find_element(By.XPATH, ".//button[text()='Difference']").click()
-            wait.until(lambda d: d.execute_script("return document.querySelector('.card img[alt^=difference]').naturalWidth") > 0)
+            wait.until(
+                lambda d: (
+                    d.execute_script("return document.querySelector('.card img[alt^=difference]').naturalWidth") > 0
+                )
+            )
+            requests = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+            assert any(r.endswith("/events") for r in requests)  # progress came pushed, as server-sent events
             card.find_element(By.CSS_SELECTOR, "a.download").click()
             saved = _downloaded(downloads)
 
@@ -79,6 +87,7 @@ def test_cloak_read_and_download_in_chromium(tmp_path):
             driver.find_element(By.ID, "read-go").click()
             read = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#read-results .card")))
             assert read.find_elements(By.CSS_SELECTOR, '.rec[data-recognizer="cnn"] .row')
+            assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
         finally:
             driver.quit()
     with Image.open(photo) as a, Image.open(saved) as b:

@@ -547,7 +547,10 @@ def serve(
         from emocloak.web.app import serve as run_server
     except ImportError as exc:
         fail(f"the web app needs fastapi, uvicorn and python-multipart ({exc}); reinstall emocloak")
-    run_server(host, port, open_browser, workers)
+    try:
+        run_server(host, port, open_browser, workers)
+    except EmocloakError as exc:
+        fail(str(exc))
 
 
 def main() -> None:
