@@ -23,13 +23,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 from browser import chromium, running_server, tcce_test_photo  # noqa: E402
 
 
-def full_page(driver, out: Path) -> None:
-    """The whole page, not just the window (Chromium's captureBeyondViewport)."""
+def full_page(driver, out: Path, until: str) -> None:
+    """The page from the top to the bottom of the element `until` (CSS selector), beyond the window."""
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    js = f"const r = document.querySelector({until!r}).getBoundingClientRect(); return r.bottom + window.scrollY + 12"
+    height = min(size["height"], driver.execute_script(js))
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": height, "scale": 1}
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
     out.write_bytes(base64.b64decode(shot["data"]))
-    print(f"wrote {out} ({size['width']:.0f}x{size['height']:.0f} css px)")
+    print(f"wrote {out} ({size['width']:.0f}x{height:.0f} css px)")
 
 
 def cloak(driver, url: str, photos: list[Path], method: str | None) -> None:
@@ -68,7 +70,7 @@ def main() -> None:
         driver = chromium(Path(tmp), 1280, 900)
         try:
             cloak(driver, url, photos[:2], args.method)
-            full_page(driver, args.out / "web_desktop.png")
+            full_page(driver, args.out / "web_desktop.png", ".card")  # the first photo, whole
         finally:
             driver.quit()
         driver = chromium(Path(tmp), 390, 844)
@@ -76,7 +78,7 @@ def main() -> None:
             metrics = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
             driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
             cloak(driver, url, photos[2:], "universal")
-            full_page(driver, args.out / "web_phone.png")
+            full_page(driver, args.out / "web_phone.png", ".card .rec:nth-child(2)")  # down to the 2nd reading
         finally:
             driver.quit()
 

@@ -64,7 +64,7 @@ async function init() {
 function strengthState() {
   const takes = OPTIONS.strength_methods.includes($("#method").value);
   $("#strength").disabled = !takes;
-  $("#strength-note").textContent = takes ? "" : `only for ${OPTIONS.strength_methods.join(", ")}`;
+  $("#strength-note").textContent = takes ? "" : `(${OPTIONS.strength_methods.join(", ")} only)`;
 }
 
 function switchView(name) {
