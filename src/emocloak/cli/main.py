@@ -539,7 +539,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")] = 8000,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Photos cloaked at once [half the CPU cores, at most 4].")
+        int | None,
+        typer.Option("--workers", min=1, help="Photos cloaked at once (default: half the CPU cores, at most 4)."),
     ] = None,
 ) -> None:
     """Start the local web app: cloak photos and see what each recognizer reads, in a browser."""

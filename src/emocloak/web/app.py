@@ -298,7 +298,8 @@ def serve(
     local = host in LOOPBACK
     sock = _listen(host, port)
     port = sock.getsockname()[1]
-    url = f"http://{'[::1]' if host == '::1' else host}:{port}/"
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "::1": "[::1]"}.get(host, host)  # an address a browser opens
+    url = f"http://{shown}:{port}/"
     app = create_app(Settings(workers=workers, allowed_hosts=LOOPBACK if local else ("*",)))
     if local:
         say(f"listening on {host} only: no other computer can reach it")
