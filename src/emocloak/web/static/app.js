@@ -91,33 +91,37 @@ function dropZone(drop) {
 }
 
 // ---- cloaking: submit, follow, render ---------------------------------------------------------
-async function submitCloak(event) {
-  event.preventDefault();
-  const files = $("#cloak-files").files;
-  if (!files.length) return showError("cloak-error", "Choose one or more photos first.");
-  showError("cloak-error", "");
+// One upload from a form ("cloak" or "read"): the button says it is busy, the server's message shows on failure.
+async function send(name, url, fields, busy, done) {
+  const input = $(`#${name}-files`);
+  const files = [...input.files];
+  if (!files.length) return showError(`${name}-error`, "Choose one or more photos first.");
+  showError(`${name}-error`, "");
   const form = new FormData();
   for (const f of files) form.append("files", f, f.name);
-  form.append("method", $("#method").value);
-  form.append("strength", $("#strength").value);
-  form.append("target", $("#target").value);
-  form.append("recognizers", $("#recognizer").value);
-  const button = $("#cloak-go");
+  for (const [k, v] of Object.entries(fields)) form.append(k, v);
+  const button = $(`#${name}-go`);
+  const label = button.textContent;
   button.disabled = true;
-  button.textContent = "Uploading...";
+  button.textContent = busy;
   try {
-    const res = await fetch("/api/jobs", { method: "POST", body: form });
-    if (!res.ok) return showError("cloak-error", await errorText(res));
-    const job = await res.json();
-    $("#cloak-files").value = "";
-    $("#cloak-form .chosen").textContent = "";
-    follow(job);
+    const res = await fetch(url, { method: "POST", body: form });
+    if (!res.ok) return showError(`${name}-error`, await errorText(res));
+    done(await res.json(), files);
+    input.value = "";
+    $(`#${name}-form .chosen`).textContent = "";
   } catch (err) {
-    showError("cloak-error", `Upload failed: ${err.message}`);
+    showError(`${name}-error`, `Upload failed: ${err.message}`);
   } finally {
     button.disabled = false;
-    button.textContent = "Cloak";
+    button.textContent = label;
   }
+}
+
+function submitCloak(event) {
+  event.preventDefault();
+  const fields = { method: $("#method").value, strength: $("#strength").value, target: $("#target").value, recognizers: $("#recognizer").value };
+  send("cloak", "/api/jobs", fields, "Uploading...", follow);
 }
 
 const JOBS = new Map(); // job id -> {box, cards}
@@ -340,28 +344,12 @@ function bars(before, after) {
 }
 
 // ---- reading view -----------------------------------------------------------------------------
-async function submitRead(event) {
+function submitRead(event) {
   event.preventDefault();
-  const files = [...$("#read-files").files];
-  if (!files.length) return showError("read-error", "Choose one or more photos first.");
-  showError("read-error", "");
-  const form = new FormData();
-  for (const f of files) form.append("files", f, f.name);
-  const button = $("#read-go");
-  button.disabled = true;
-  button.textContent = "Reading...";
-  try {
-    const res = await fetch("/api/read", { method: "POST", body: form });
-    if (!res.ok) return showError("read-error", await errorText(res));
-    const results = await res.json();
-    const out = $("#read-results");
-    results.forEach((r, i) => out.prepend(readCard(r, files[i])));
-  } catch (err) {
-    showError("read-error", `Upload failed: ${err.message}`);
-  } finally {
-    button.disabled = false;
-    button.textContent = "Read emotions";
-  }
+  send("read", "/api/read", {}, "Reading...", (results, files) => {
+    const cards = results.map((r, i) => readCard(r, files[i]));
+    $("#read-results").prepend(...cards); // newest batch on top, in the order chosen
+  });
 }
 
 function readCard(r, file) {
