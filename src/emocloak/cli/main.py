@@ -240,7 +240,14 @@ def _print_summary(s: dict, paths: dict[str, Path]) -> None:
 def protect(
     photos: Annotated[list[Path] | None, typer.Argument(help="Photos or folders to cloak.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for cloaked copies and sidecars.")] = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="Cloak: filters or universal.")] = "filters",
+    method: Annotated[
+        str | None,
+        typer.Option("--method", "-m", help="Cloak: tailored (default), filters or universal."),
+    ] = None,
+    strength: Annotated[
+        str,
+        typer.Option("--strength", help="Tailored: low, mid or high budget (more success, more visible)."),
+    ] = "mid",
     perturbation: Annotated[
         Path | None,
         typer.Option("--perturbation", help="Universal cloak file (default: the shipped one for --target)."),
@@ -248,8 +255,14 @@ def protect(
     chain: Annotated[int, typer.Option("--chain", min=3, max=5, help="Filters per chain (3, 4 or 5).")] = 3,
     target: Annotated[str | None, typer.Option("--target", help="Make recognizers read this emotion.")] = None,
     recognizer: Annotated[
-        str, typer.Option("--recognizer", "-r", help="Comma-separated: the first is fooled, the rest join in.")
-    ] = "cnn",
+        str | None,
+        typer.Option(
+            "--recognizer",
+            "-r",
+            help="Comma-separated: the first is fooled, the rest join in (default: tailored every "
+            "differentiable shipped recognizer, the others cnn).",
+        ),
+    ] = None,
     jpeg: Annotated[int | None, typer.Option("--jpeg", min=1, max=100, help="Survive JPEG at this quality.")] = None,
     min_ssim: Annotated[
         float,
@@ -267,8 +280,9 @@ def protect(
     from rich.progress import Progress
 
     from emocloak.data.images import list_images
-    from emocloak.protection import METHODS, protect_file
+    from emocloak.protection import DEFAULT_METHOD, METHODS, protect_file
 
+    method = method or DEFAULT_METHOD
     if method not in METHODS:
         fail(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     _parse_target(target)
@@ -277,10 +291,14 @@ def protect(
         extra |= {"min_ssim": min_ssim, "local": local}
     elif local:
         fail("--local goes with --method filters")
+    if method == "tailored":
+        extra["strength"] = _strength(strength)
+    elif strength != "mid":
+        fail("--strength goes with --method tailored")
     if perturbation is not None and method != "universal":
         fail("--perturbation goes with --method universal")
-    names = _transfer_names(recognizer)
-    for n in names:
+    names = _transfer_names(recognizer) if recognizer else None
+    for n in names or []:
         _recognizer(n)
     out_dir = out_dir or (Path("protected") if demo else None)
     if out_dir is None:
@@ -313,6 +331,9 @@ def protect(
                 failed += 1
             bar.advance(task)
     for src, dst, info in done:
+        if info["method"] == "tailored":
+            out.print(_tailored_line(src, dst, info), highlight=False, soft_wrap=True)
+            continue
         first = info["recognizers"][0]  # a .pt path's recognizer is named by the file's stem
         before, after = info["before"][first]["emotion"], (info["after_saved"][first] or {}).get("emotion")
         mark = "fooled" if info["success_saved"] else "NOT fooled"
@@ -324,11 +345,10 @@ def protect(
         )
     missed = sum(not info["success_saved"] for _, _, info in done)
     if missed:
-        hint = (
-            f"--chain 5{', no --local' if local else ''} or a lower --min-ssim"
-            if method == "filters"
-            else "a larger budget (`universal train --eps`)"
-        )
+        hint = {
+            "filters": f"--chain 5{', no --local' if local else ''} or a lower --min-ssim",
+            "tailored": "--strength high",
+        }.get(method, "a larger budget (`universal train --eps`)")
         err.print(
             f"{missed} photo(s) still read as before"
             + ("; their copies are the most natural edit found. " if method == "filters" else ". ")
@@ -338,6 +358,28 @@ def protect(
         )
     if failed:
         raise typer.Exit(1 if done else 2)
+
+
+def _strength(name: str) -> str:
+    from emocloak.attacks.evasion.tailored import STRENGTHS
+
+    if name not in STRENGTHS:
+        fail(f"unknown strength {name!r}; valid: {', '.join(STRENGTHS)}")
+    return name
+
+
+def _tailored_line(src: Path, dst: Path, info: dict) -> str:
+    """One line per photo: per face, how many recognizers were fooled in the saved file."""
+    faces = info["faces"]
+    parts = []
+    for i, f in enumerate(faces, 1):
+        fooled = [n for n, ok in f["fooled"].items() if ok]
+        parts.append(f"face {i}: {len(fooled)}/{len(f['fooled'])} fooled")
+    mark = "fooled" if info["success_saved"] else "NOT all fooled"
+    return (
+        f"{src.name} -> {dst}: {'; '.join(parts) or 'no face found'} ({mark}), SSIM {info['ssim']:.3f}, "
+        f"{info['seconds']:.1f}s"
+    )
 
 
 def _perturbation(path: Path | None, target: str | None, jpeg: int | None):
