@@ -224,7 +224,8 @@ def test_bad_options_are_refused_with_the_valid_ones(client, photo):
 
 def test_strength_goes_only_to_methods_that_take_it():
     assert "strength" not in CloakOptions(method="universal", strength="high").protect_kwargs()
-    assert CloakOptions(method="tailored", strength="high").protect_kwargs()["strength"] == "high"
+    tailored = CloakOptions(method="tailored", strength="high").protect_kwargs()
+    assert tailored["strength"] == "high" and tailored["recognizers"] is None  # the method's own default set
     opts = parse_options("universal", None, "happy", "resnet", "cnn,resnet")
     assert (opts.target, opts.recognizers, opts.readers) == ("happiness", ("resnet",), ("resnet", "cnn"))
 

@@ -34,7 +34,7 @@ from emocloak.errors import EmocloakError
 from emocloak.labels import LABELS
 from emocloak.protection import DEFAULT_METHOD, METHODS
 from emocloak.recognizers.registry import DESCRIPTIONS, available, load_recognizer
-from emocloak.web.jobs import STRENGTH_METHODS, STRENGTHS, Item, Job, Jobs, parse_options
+from emocloak.web.jobs import DEFAULT_STRENGTH, STRENGTH_METHODS, STRENGTHS, Item, Job, Jobs, parse_options
 from emocloak.web.readings import read_photo
 from emocloak.web.uploads import BodyLimit, Upload, UploadError, check_upload, display_name
 
@@ -99,7 +99,7 @@ def create_app(settings: Settings = Settings()) -> FastAPI:
             "strength_methods": list(STRENGTH_METHODS),
             "labels": list(LABELS),
             "recognizers": [{"name": n, "description": DESCRIPTIONS.get(n, "")} for n in available()],
-            "default_recognizers": ["cnn"],
+            "default_strength": DEFAULT_STRENGTH,
             "local_only": "*" not in settings.allowed_hosts,
             "limits": {
                 "file_bytes": settings.max_file_bytes,
@@ -125,9 +125,13 @@ def create_app(settings: Settings = Settings()) -> FastAPI:
         request: Request,
         files: Annotated[list[UploadFile], File(description="One or more photos (JPEG, PNG, WebP, HEIC, ...)")],
         method: Annotated[str, Form(description=f"One of: {', '.join(METHODS)}")] = DEFAULT_METHOD,
-        strength: Annotated[str, Form(description="low, mid or high (for methods that take it)")] = "mid",
+        strength: Annotated[
+            str, Form(description=f"One of {', '.join(STRENGTHS)}, for {', '.join(STRENGTH_METHODS)}")
+        ] = DEFAULT_STRENGTH,
         target: Annotated[str | None, Form(description="Make faces read as this emotion (empty: any other)")] = None,
-        recognizers: Annotated[str, Form(description="Comma-separated recognizers the cloak aims at")] = "cnn",
+        recognizers: Annotated[
+            str, Form(description="Comma-separated recognizers the cloak aims at [the method's]")
+        ] = "",
         readers: Annotated[str, Form(description="Comma-separated recognizers whose readings are shown [all]")] = "",
         seed: Annotated[int, Form()] = 0,
     ) -> dict:

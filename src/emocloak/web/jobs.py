@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from emocloak.attacks.evasion.tailored import DEFAULT_STRENGTH
+from emocloak.attacks.evasion.tailored import STRENGTHS as TAILORED_STRENGTHS
 from emocloak.data.images import load_rgb
 from emocloak.errors import EmocloakError
 from emocloak.labels import canonical
@@ -33,25 +35,27 @@ from emocloak.web.uploads import BROWSER_SUFFIXES, Upload, UploadError
 
 log = logging.getLogger("emocloak.web")
 
-STRENGTHS = ("low", "mid", "high")
+STRENGTHS = tuple(TAILORED_STRENGTHS)
 STRENGTH_METHODS = ("tailored",)  # methods whose protect() takes `strength`; the others ignore the page's choice
 
 
 @dataclass(frozen=True)
 class CloakOptions:
-    """What the page lets a user choose; `readers` are the recognizers whose readings are shown."""
+    """What the page lets a user choose; no `recognizers`: the method's own default (protect decides);
+    `readers` are the recognizers whose readings are shown."""
 
     method: str = DEFAULT_METHOD
-    strength: str = "mid"
+    strength: str = DEFAULT_STRENGTH
     target: str | None = None
-    recognizers: tuple[str, ...] = ("cnn",)
+    recognizers: tuple[str, ...] = ()
     readers: tuple[str, ...] = ()
     seed: int = 0
 
     def protect_kwargs(self) -> dict:
         """Arguments for `emocloak.protect`: the one place that decides where `strength` goes."""
         extra = {"strength": self.strength} if self.method in STRENGTH_METHODS else {}
-        return dict(method=self.method, target=self.target, recognizers=list(self.recognizers), seed=self.seed, **extra)
+        chosen = list(self.recognizers) or None
+        return dict(method=self.method, target=self.target, recognizers=chosen, seed=self.seed, **extra)
 
 
 def _names(value: str | None, what: str) -> tuple[str, ...]:
@@ -74,11 +78,11 @@ def parse_options(
     method = method or DEFAULT_METHOD
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    strength = strength or "mid"
+    strength = strength or DEFAULT_STRENGTH
     if strength not in STRENGTHS:
         raise ValueError(f"unknown strength {strength!r}; valid: {', '.join(STRENGTHS)}")
     target = canonical(target) if target else None
-    cloak = _names(recognizers, "recognizers") or ("cnn",)
+    cloak = _names(recognizers, "recognizers")
     shown = _names(readers, "readers") or tuple(available())
     shown = cloak + tuple(n for n in shown if n not in cloak)  # the ones the cloak aimed at come first
     return CloakOptions(method, strength, target, cloak, shown, seed)
@@ -242,7 +246,7 @@ class Jobs:
             "note": info.get("note"),
             "method": opts.method,
             "target": opts.target,
-            "recognizers": list(opts.recognizers),
+            "recognizers": info["recognizers"],
         }
 
 

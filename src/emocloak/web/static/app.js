@@ -42,11 +42,10 @@ async function init() {
   OPTIONS = await res.json();
   const method = $("#method");
   for (const m of OPTIONS.methods) method.append(el("option", { value: m, text: m, selected: m === OPTIONS.default_method }));
-  for (const s of OPTIONS.strengths) $("#strength").append(el("option", { value: s, text: s, selected: s === "mid" }));
+  for (const s of OPTIONS.strengths) $("#strength").append(el("option", { value: s, text: s, selected: s === OPTIONS.default_strength }));
   for (const l of OPTIONS.labels) $("#target").append(el("option", { value: l, text: l }));
-  for (const r of OPTIONS.recognizers) {
-    $("#recognizer").append(el("option", { value: r.name, text: r.name, title: r.description, selected: r.name === OPTIONS.default_recognizers[0] }));
-  }
+  $("#recognizer").append(el("option", { value: "", text: "default", title: "filters, universal: cnn; tailored: every differentiable recognizer" }));
+  for (const r of OPTIONS.recognizers) $("#recognizer").append(el("option", { value: r.name, text: r.name, title: r.description }));
   method.addEventListener("change", strengthState);
   strengthState();
   const L = OPTIONS.limits;
@@ -131,7 +130,7 @@ function follow(job) {
   const zip = el("a", { class: "button zip", href: `/api/jobs/${job.id}/zip`, hidden: true, text: "Download all (zip)" });
   const o = job.options;
   const what = `${o.method}${OPTIONS.strength_methods.includes(o.method) ? ` (${o.strength})` : ""}` +
-    `${o.target ? `, target ${o.target}` : ""}, against ${o.recognizers.join(", ")}`;
+    `${o.target ? `, target ${o.target}` : ""}${o.recognizers.length ? `, against ${o.recognizers.join(", ")}` : ""}`;
   box.append(el("div", { class: "job-head" }, el("span", { text: `${job.items.length} photo${job.items.length > 1 ? "s" : ""}: ${what}` }), zip));
   $("#queue").prepend(box);
   $("#queue-head").hidden = false;
