@@ -281,7 +281,14 @@ def _print_summary(s: dict, paths: dict[str, Path]) -> None:
 def protect(
     photos: Annotated[list[Path] | None, typer.Argument(help="Photos or folders to cloak.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for cloaked copies and sidecars.")] = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="Cloak: filters or universal.")] = "filters",
+    method: Annotated[
+        str | None,
+        typer.Option("--method", "-m", help="Cloak: tailored (default), filters or universal."),
+    ] = None,
+    strength: Annotated[
+        str,
+        typer.Option("--strength", help="Tailored: low, mid or high budget (more success, more visible)."),
+    ] = "mid",
     perturbation: Annotated[
         Path | None,
         typer.Option("--perturbation", help="Universal cloak file (default: the shipped one for --target)."),
@@ -289,8 +296,14 @@ def protect(
     chain: Annotated[int, typer.Option("--chain", min=3, max=5, help="Filters per chain (3, 4 or 5).")] = 3,
     target: Annotated[str | None, typer.Option("--target", help="Make recognizers read this emotion.")] = None,
     recognizer: Annotated[
-        str, typer.Option("--recognizer", "-r", help="Comma-separated: the first is fooled, the rest join in.")
-    ] = "cnn",
+        str | None,
+        typer.Option(
+            "--recognizer",
+            "-r",
+            help="Comma-separated: the first is fooled, the rest join in (default: tailored every "
+            "differentiable shipped recognizer, the others cnn).",
+        ),
+    ] = None,
     jpeg: Annotated[int | None, typer.Option("--jpeg", min=1, max=100, help="Survive JPEG at this quality.")] = None,
     min_ssim: Annotated[
         float,
@@ -305,8 +318,8 @@ def protect(
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Keep EXIF (GPS included).")] = False,
 ) -> None:
     """Cloak photos so that emotion recognizers misread them; inputs are never modified."""
-    names = _transfer_names(recognizer)
-    options = _cloak_options(method, names, chain, target, seed, jpeg, perturbation, min_ssim, local)
+    names = _transfer_names(recognizer) if recognizer else None
+    options = _cloak_options(method, names, chain, target, seed, jpeg, perturbation, min_ssim, local, strength)
     if not photos and not demo:
         fail("no photos given: name photos or folders to cloak (or pass --demo to try the shipped sample)")
     if out_dir is None and not demo:
@@ -316,13 +329,13 @@ def protect(
     for _, why in refused:
         skipped(why)
     done, skips, fails = _cloak_all(plan, keep_metadata, options)
-    _report_cloaks(done, method, local)
+    _report_cloaks(done, str(options["method"]), local)
     finish_batch(len(files), len(refused) + skips, fails, "cloaked")
 
 
 def _cloak_options(
-    method: str,
-    names: list[str],
+    method: str | None,
+    names: list[str] | None,
     chain: int,
     target: str | None,
     seed: int,
@@ -330,10 +343,12 @@ def _cloak_options(
     perturbation: Path | None,
     min_ssim: float,
     local: bool,
+    strength: str,
 ) -> dict:
     """`emocloak.protect`'s keyword arguments from the CLI options, checked once before any photo is read."""
-    from emocloak.protection import METHODS, make_cloak
+    from emocloak.protection import DEFAULT_METHOD, METHODS, _recognizers, make_cloak
 
+    method = method or DEFAULT_METHOD
     if method not in METHODS:
         fail(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     _parse_target(target)
@@ -342,11 +357,16 @@ def _cloak_options(
         extra |= {"min_ssim": min_ssim, "local": local}
     elif local:
         fail("--local goes with --method filters")
+    if method == "tailored":
+        extra["strength"] = _strength(strength)
+    elif strength != "mid":
+        fail("--strength goes with --method tailored")
     if perturbation is not None and method != "universal":
         fail("--perturbation goes with --method universal")
-    recs = [_recognizer(n) for n in names or ["cnn"]]
+    for n in names or []:
+        _recognizer(n)
     try:  # the cloak's own parameter checks, once, not once per photo
-        make_cloak(method, recs, chain, seed, jpeg, **dict(extra))
+        make_cloak(method, _recognizers(names, method), chain, seed, jpeg, **dict(extra))
     except ValueError as exc:
         fail(str(exc))
     return dict(method=method, chain=chain, target=target, recognizers=names, seed=seed, jpeg=jpeg, **extra)
@@ -402,6 +422,9 @@ def _why(exc: BaseException) -> str:
 def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool) -> None:
     """One line per cloaked photo, then advice for those the recognizer still reads as before."""
     for src, dst, info in done:
+        if info["method"] == "tailored":
+            out.print(_tailored_line(src, dst, info), highlight=False, soft_wrap=True)
+            continue
         first = info["recognizers"][0]  # a .pt path's recognizer is named by the file's stem
         before, after = info["before"][first]["emotion"], (info["after_saved"][first] or {}).get("emotion")
         mark = "fooled" if info["success_saved"] else "NOT fooled"
@@ -419,11 +442,10 @@ def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool
             )
     missed = sum(not info["success_saved"] for _, _, info in done)
     if missed:
-        hint = (
-            f"--chain 5{', no --local' if local else ''} or a lower --min-ssim"
-            if method == "filters"
-            else "a larger budget (`universal train --eps`)"
-        )
+        hint = {
+            "filters": f"--chain 5{', no --local' if local else ''} or a lower --min-ssim",
+            "tailored": "--strength high",
+        }.get(method, "a larger budget (`universal train --eps`)")
         err.print(
             f"{missed} photo(s) still read as before"
             + ("; their copies are the most natural edit found. " if method == "filters" else ". ")
@@ -431,6 +453,28 @@ def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _strength(name: str) -> str:
+    from emocloak.attacks.evasion.tailored import STRENGTHS
+
+    if name not in STRENGTHS:
+        fail(f"unknown strength {name!r}; valid: {', '.join(STRENGTHS)}")
+    return name
+
+
+def _tailored_line(src: Path, dst: Path, info: dict) -> str:
+    """One line per photo: per face, how many recognizers were fooled in the saved file."""
+    faces = info["faces"]
+    parts = []
+    for i, f in enumerate(faces, 1):
+        fooled = [n for n, ok in f["fooled"].items() if ok]
+        parts.append(f"face {i}: {len(fooled)}/{len(f['fooled'])} fooled")
+    mark = "fooled" if info["success_saved"] else "NOT all fooled"
+    return (
+        f"{src.name} -> {dst}: {'; '.join(parts) or 'no face found'} ({mark}), SSIM {info['ssim']:.3f}, "
+        f"{info['seconds']:.1f}s"
+    )
 
 
 def _perturbation(path: Path | None, target: str | None, jpeg: int | None):
@@ -624,6 +668,29 @@ def _init_arch(path: Path) -> tuple[str, int]:
     except (EmocloakError, TypeError, ValueError) as exc:
         fail(f"--init {exc}")
         raise  # unreachable
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; 127.0.0.1 keeps it to this computer.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")] = 8000,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Photos cloaked at once (default: half the CPU cores, at most 4)."),
+    ] = None,
+) -> None:
+    """Start the local web app: cloak photos and see what each recognizer reads, in a browser."""
+    try:
+        from emocloak.web.app import serve as run_server
+    except ImportError as exc:
+        fail(f"the web app needs fastapi, uvicorn and python-multipart ({exc}); reinstall emocloak")
+    try:
+        run_server(host, port, open_browser, workers)
+    except EmocloakError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

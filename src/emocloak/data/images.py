@@ -14,9 +14,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from emocloak.errors import ImageError
 
+try:  # iPhone photos (HEIC/HEIF), where pillow-heif is installed
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover
+    pass
+
 # Larger than any phone photo (200 MP sensors bin to 50 MP); a 10000x10000 scan passes, bombs do not.
 MAX_PIXELS = 120_000_000
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif")
 
 ImageLike = np.ndarray | Image.Image
 

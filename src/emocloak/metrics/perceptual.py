@@ -1,4 +1,4 @@
-"""How much a cloak changes a photo: SSIM and PSNR (scikit-image), L-inf and L2 norms."""
+"""How much a cloak changes a photo: SSIM and PSNR (scikit-image), SSIMULACRA 2, L-inf and L2 norms."""
 
 from __future__ import annotations
 
@@ -40,6 +40,25 @@ def _squared_error(a: np.ndarray, b: np.ndarray) -> int:
 
 def _psnr(squared_error: int, n: int) -> float:
     return float("inf") if squared_error == 0 else float(10 * np.log10(255.0**2 * n / squared_error))
+
+
+def ssimulacra2(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIMULACRA 2 (the `ssimulacra2` package) of RGB uint8 `b` against `a`: built to match human
+    ratings; 100 = identical, about 80 = a JPEG-75 re-save of a photo, below 50 visibly damaged."""
+    import io
+
+    from PIL import Image
+    from ssimulacra2 import compute_ssimulacra2
+
+    if min(a.shape[:2]) < 8:
+        return float("nan")
+    files = []
+    for im in (a, b):
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, "PNG")
+        buf.seek(0)
+        files.append(buf)
+    return float(compute_ssimulacra2(*files))
 
 
 def image_distances(original: np.ndarray, cloaked: np.ndarray, face: Box | None = None) -> dict[str, float]:

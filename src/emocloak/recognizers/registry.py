@@ -62,8 +62,16 @@ DESCRIPTIONS = {
 }
 
 
+NO_GRADIENT = frozenset({"landmarks"})  # read black-box only: never an ensemble member of a gradient cloak
+
+
 def available() -> list[str]:
     return list(_FACTORIES)
+
+
+def differentiable() -> list[str]:
+    """Shipped recognizers a gradient reaches: the default ensemble of the tailored cloak."""
+    return [n for n in _FACTORIES if n not in NO_GRADIENT]
 
 
 @cache
