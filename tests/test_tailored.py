@@ -109,7 +109,7 @@ def test_large_photo_is_optimised_at_a_working_resolution(astronaut, pair, one_t
     assert 0 < faces[0]["work_scale"] < 0.5 and out.images[0].shape == big.shape
     changed = np.abs(out.images[0].astype(int) - big).max(2) > 0
     left, top, right, bottom = faces[0]["region"]
-    assert changed[top:bottom, left:right].mean() > 0.3
+    assert changed[top:bottom, left:right].mean() > 0.1
     for f in faces:
         left, top, right, bottom = f["region"]
         changed[top:bottom, left:right] = False

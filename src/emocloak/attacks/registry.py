@@ -93,6 +93,18 @@ def _universal(file: str | None = None, eps: float | None = None, seed: int = 0)
     return UniversalCloak(up, eps=None if eps is None else _per255(eps, "eps"), seed=seed)
 
 
+def _tailored(strength: str = "mid", ensemble: str = "", steps: int = 60, seed: int = 0) -> Attack:
+    from emocloak.attacks.evasion.tailored import TailoredCloak
+    from emocloak.recognizers.registry import differentiable, load_recognizer
+
+    names = [n for n in str(ensemble).split("+") if n] if ensemble else differentiable()
+    try:
+        members = [load_recognizer(n) for n in names]
+    except ValueError as exc:
+        raise AttackSpecError(f"ensemble: {exc}") from exc
+    return TailoredCloak(members=members, strength=str(strength), steps=steps, seed=seed)
+
+
 ATTACKS: dict[str, AttackInfo] = {
     "fgsm": AttackInfo(_fgsm, {"eps": "L-inf budget in /255 (default 8)"}),
     "pgd": AttackInfo(
@@ -132,6 +144,14 @@ ATTACKS: dict[str, AttackInfo] = {
         {
             "file": "a perturbation from `emocloak universal train` (default: the shipped one for the target)",
             "eps": "rescale the perturbation to this L-inf budget in /255 (default: as learnt)",
+        },
+    ),
+    "tailored": AttackInfo(
+        _tailored,
+        {
+            "strength": "perceptual budget: low, mid or high (default mid)",
+            "ensemble": "recognizers optimised against, joined by + (default: every differentiable shipped one)",
+            "steps": "at most this many steps per face, early stop once every member is fooled (default 60)",
         },
     ),
 }

@@ -21,6 +21,7 @@ people see it as noise. This also makes a 12-megapixel photo cost what a small o
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emocloak.attacks.base import Attack, paste, require_gradient, to_uint8
+from emocloak.attacks.base import Attack, AttackSpecError, check_number, paste, require_gradient, to_uint8
 from emocloak.attacks.budget import Budget
 from emocloak.attacks.evasion.filter_chain import crop_batch, jpeg_batch
 from emocloak.attacks.transforms import ChannelDraws, resize
@@ -156,22 +157,18 @@ class TailoredCloak(Attack):
     ) -> None:
         super().__init__(seed)
         if isinstance(strength, str) and strength not in STRENGTHS:
-            raise ValueError(f"strength={strength!r} invalid; valid: {', '.join(STRENGTHS)}")
+            raise AttackSpecError(f"strength={strength!r} invalid; valid: {', '.join(STRENGTHS)}")
         if not isinstance(strength, str | Budget):
-            raise ValueError("strength must be a name in STRENGTHS or a Budget")
-        for key, value, lo in (("steps", steps, 1), ("views", views, 1), ("check_every", check_every, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-                raise ValueError(f"{key} must be a whole number >= {lo}, got {value!r}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum={momentum} must be in [0, 1)")
-        if not 0 < step_size <= 1:
-            raise ValueError(f"step_size={step_size} must be a share of the budget in (0, 1]")
-        if feature_weight < 0 or margin < 0:
-            raise ValueError("feature_weight and margin must be >= 0")
-        if quantile is not None and not 0 < quantile <= 1:
-            raise ValueError(f"quantile={quantile} must be in (0, 1] or None")
-        if not isinstance(work_face, int) or work_face < 32:
-            raise ValueError(f"work_face={work_face} must be a whole number >= 32")
+            raise AttackSpecError("strength must be a name in STRENGTHS or a Budget")
+        for key, value in (("steps", steps), ("views", views), ("check_every", check_every)):
+            check_number(key, value, 1, math.inf, whole=True)
+        check_number("work_face", work_face, 32, math.inf, whole=True)
+        check_number("momentum", momentum, 0, 0.999)
+        check_number("step_size", step_size, 0, 1, open_low=True)
+        check_number("feature_weight", feature_weight, 0, math.inf)
+        check_number("margin", margin, 0, math.inf)
+        if quantile is not None:
+            check_number("quantile", quantile, 0, 1, open_low=True)
         for m in members:
             require_gradient(m)
         self.strength = strength if isinstance(strength, str) else "custom"
@@ -191,7 +188,7 @@ class TailoredCloak(Attack):
 
     def perturb(self, rec, images, clean, target, detect):
         members = self.members(rec)
-        gen = torch.Generator().manual_seed(0 if self.seed is None else self.seed)
+        gen = self.rng or self.new_generator()
         adv, queries, info = [], [], []
         for image in images:
             t0 = time.perf_counter()
