@@ -108,14 +108,14 @@ def test_targeted_filter_cloak(toy_rec):
 def test_protect_cli_demo_writes_photo_and_sidecar(tmp_path, cli):
     from emocloak import sample_photo_path
 
-    r = cli("protect", "--demo", "-o", tmp_path, "--chain", "3")
+    r = cli("protect", "--demo", "-o", tmp_path, "--method", "filters", "--chain", "3")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "astronaut.jpg"
     info = json.loads((tmp_path / "astronaut.jpg.json").read_text())
     assert Image.open(out).size == Image.open(sample_photo_path()).size
     assert len(info["chain"]) == 3 and info["queries"] > 0 and 0 < info["ssim"] <= 1
     assert not Image.open(out).getexif()
-    again = cli("protect", "--demo", "-o", tmp_path)
+    again = cli("protect", "--demo", "-o", tmp_path, "--method", "filters")
     assert again.returncode == 2 and "exists" in again.stderr  # never overwritten silently
 
 

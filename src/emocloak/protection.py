@@ -23,7 +23,7 @@ from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.registry import differentiable, load_recognizer
 
 METHODS = ("tailored", "filters", "universal")
-DEFAULT_METHOD = "filters"  # the method `protect` uses when none is named: the best one measured
+DEFAULT_METHOD = "tailored"  # the method `protect` uses when none is named: the best one measured
 SAVE_FORMATS = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
