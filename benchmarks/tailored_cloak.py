@@ -183,6 +183,7 @@ def report(all_results: dict, args: argparse.Namespace, reader_names: list[str])
         __doc__.split("\n\n", 1)[1].strip(),
         "",
     ]
+    lines += [f"Ensemble of `tailored` (every differentiable shipped recognizer): {', '.join(differentiable())}.", ""]
     for dname, results in all_results.items():
         n = results[0]["n"]
         lines += [f"## {dname} ({n} images)", ""]

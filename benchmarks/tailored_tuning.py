@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--strength", default="mid", choices=list(STRENGTHS))
     ap.add_argument("--set", nargs="*", default=[], help="TailoredCloak parameters, key=value")
     ap.add_argument("--loo", action="store_true")
+    ap.add_argument("--members", nargs="*", help="ensemble: names or .pt paths (default: every differentiable one)")
+    ap.add_argument("--readers", nargs="*", help="also read with these (names or .pt paths), never in the ensemble")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -58,14 +60,17 @@ def main() -> None:
     params = {k: _value(v) for k, v in opts.items()}
     ps = load_manifest(DATA / "tcce" / "manifest.csv", "train")
     idx = np.random.default_rng(args.seed).choice(len(ps), args.photos, replace=False)
-    members = [emocloak.load_recognizer(n) for n in differentiable()]
-    readers = {r.name: r for r in members} | {"landmarks": emocloak.load_recognizer("landmarks")}
+    members = [emocloak.load_recognizer(n) for n in args.members or differentiable()]
+    extra = [emocloak.load_recognizer(n) for n in args.readers or ["landmarks"]]
+    readers = {r.name: r for r in members + extra}
     changed: dict[str, list[bool]] = {k: [] for k in readers}
     right: dict[str, list[tuple[bool, bool]]] = {k: [] for k in readers}
     quality, seconds = [], []
     for i in idx:
         img, y = load_rgb(ps.paths[i]), int(ps.labels[i])
         runs = [(m.name, [o for o in members if o is not m]) for m in members] if args.loo else [(None, members)]
+        if args.loo:
+            runs += [(r.name, members) for r in extra]
         for left, team in runs:
             cloak = TailoredCloak(members=team[1:], strength=budget, **params)
             t0 = time.perf_counter()
