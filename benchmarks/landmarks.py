@@ -24,6 +24,7 @@ import torch
 import emocloak
 from emocloak.attacks import make_attack
 from emocloak.evaluation import Samples, evaluate, load_samples
+from emocloak.recognizers.base import clear_face_cache
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -111,7 +112,7 @@ def speed(samples: Samples, n: int, repeat: int = 2) -> dict[str, float]:
         rec = emocloak.load_recognizer(name)
         best = float("inf")
         for _ in range(repeat):
-            rec._face_cache.clear()
+            clear_face_cache()
             t0 = time.perf_counter()
             rec.predict_proba(samples.images[:n], detect=samples.detect, on_no_face="nan")
             best = min(best, (time.perf_counter() - t0) / n * 1000)

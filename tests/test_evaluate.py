@@ -205,3 +205,61 @@ def test_cli_evaluate_ferplus(tmp_path, cli):
     assert all(rec["linf"] <= 4 + 1e-6 for rec in report["records"])
     assert s["success_rate"] > 0.5  # 5 PGD steps at 4/255 fool an undefended 64x64 CNN on most faces
     assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_cli_evaluate_skips_and_reports_a_bad_photo(tiny_data, tmp_path, cli):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / "happiness" / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    args = ["evaluate", "--data", str(data), "--recognizer", "fer", "--attack", "fgsm:eps=4"]
+    r = cli(*args, "--out", str(a_file / "report"))  # refused before the attack runs, not after it
+    assert r.returncode == 2 and "a_file exists and is not a folder" in r.stderr and "Traceback" not in r.stderr
+    r = cli(*args, "--out", str(tmp_path / "out"))
+    assert r.returncode == 1 and "skipped:" in r.stderr and "zz_broken.jpg" in r.stderr, r.stderr
+    report = strict_json((tmp_path / "out" / "report.json").read_text())
+    assert report["summary"]["n"] == 3 and "zz_broken.jpg" in report["summary"]["skipped"][0]
+
+
+def test_one_generator_per_run_and_the_global_rng_untouched(one_thread):
+    from emocloak.evaluation import Samples
+
+    face = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    samples = Samples([face] * 34, np.zeros(34, np.int64), [f"f{i}" for i in range(34)], detect=False)
+    rec, atk = toy("toy", 0), make_attack("pgd:eps=8,steps=1", seed=3)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    _, adv = evaluate(samples, rec, atk, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left as it was
+    assert not np.array_equal(adv[0], adv[32])  # equal faces in different chunks: different random starts
+    _, again = evaluate(samples, rec, atk, progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(adv, again, strict=True))  # same seed, same run
+
+
+def test_channel_applied_once_per_image_and_detections_shared(one_thread, monkeypatch):
+    import emocloak.channel as channel_module
+    from emocloak.evaluation import Samples
+    from emocloak.faces.detect import Box
+    from emocloak.recognizers.base import Face
+
+    calls = {"jpeg": 0, "detect": 0}
+    real_jpeg = channel_module.jpeg
+
+    def counting_jpeg(image, quality):
+        calls["jpeg"] += 1
+        return real_jpeg(image, quality)
+
+    def whole(image):  # one detector shared by all three recognizers
+        calls["detect"] += 1
+        return [Face(Box(0, 0, image.shape[1], image.shape[0]), Box(0, 0, image.shape[1], image.shape[0]))]
+
+    monkeypatch.setattr(channel_module, "jpeg", counting_jpeg)
+    faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48, 3), dtype=np.uint8)
+    samples = Samples(list(faces), np.zeros(5, np.int64), [f"f{i}" for i in range(5)], detect=True)
+    recs = [Recognizer(f"toy{i}", FaceNet("vgg", width=8), LABELS, 48, find_faces=whole) for i in range(3)]
+    evaluate(samples, recs[0], make_attack("fgsm:eps=4"), transfer=recs[1:], channel=Channel.parse("jpeg:90"))
+    assert calls["jpeg"] == 2 * 5  # clean and cloaked images, once each, for three recognizers
+    assert calls["detect"] <= 4 * 5  # clean, cloaked, and both after the channel: each detected once

@@ -108,14 +108,14 @@ def test_targeted_filter_cloak(toy_rec):
 def test_protect_cli_demo_writes_photo_and_sidecar(tmp_path, cli):
     from emocloak import sample_photo_path
 
-    r = cli("protect", "--demo", "-o", tmp_path, "--chain", "3")
+    r = cli("protect", "--demo", "-o", tmp_path, "--method", "filters", "--chain", "3")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "astronaut.jpg"
     info = json.loads((tmp_path / "astronaut.jpg.json").read_text())
     assert Image.open(out).size == Image.open(sample_photo_path()).size
     assert len(info["chain"]) == 3 and info["queries"] > 0 and 0 < info["ssim"] <= 1
     assert not Image.open(out).getexif()
-    again = cli("protect", "--demo", "-o", tmp_path)
+    again = cli("protect", "--demo", "-o", tmp_path, "--method", "filters")
     assert again.returncode == 2 and "exists" in again.stderr  # never overwritten silently
 
 
@@ -167,3 +167,20 @@ def test_protect_cli_refuses_local_outside_the_filter_cloak(tmp_path, cli):
     r = cli("protect", "--demo", "-o", tmp_path, "--method", "universal", "--local")
     assert r.returncode == 2 and "--local goes with --method filters" in r.stderr
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_an_ensemble_member_that_sees_no_face_is_named_and_the_others_go_on():
+    from emocloak.attacks.evasion.filter_chain import FilterCloak
+    from emocloak.faces.detect import Box
+    from emocloak.recognizers.base import Face
+
+    def whole(im):
+        b = Box(0, 0, im.shape[1], im.shape[0])
+        return [Face(b, b)]
+
+    main = Recognizer("toy", _Redness(), LABELS[:4], input_size=8, find_faces=whole)
+    blind = Recognizer("blind", _Redness(), LABELS[:4], input_size=8, find_faces=lambda im: [])
+    img = np.full((64, 64, 3), 140, np.uint8)
+    cloak = FilterCloak(chain=3, pop_size=10, n_gen=6, a_range=(0.9, 1.3), min_ssim=0.0, ensemble=(blind,), seed=0)
+    r = cloak(main, [img]).records[0]
+    assert r["ensemble_no_face"] == ["blind"] and r["success"] and r["queries"] > 0

@@ -87,3 +87,21 @@ def test_list_images(tmp_path):
         list_images([tmp_path / "empty"])
     with pytest.raises(ImageError, match="no such file"):
         list_images([tmp_path / "missing.jpg"])
+
+
+def test_max_pixels_can_be_raised_past_pillows_own_limit(monkeypatch, tmp_path):
+    """Pillow refuses images over twice its MAX_IMAGE_PIXELS; a user who raised ours must get past it.
+
+    (Scaled down: Pillow's limit set to 1,000 pixels stands for its ~179 MP, a 100x100 photo for 225 MP.)
+    """
+    p = _save(tmp_path, "scan.png", Image.new("RGB", (100, 100), (9, 9, 9)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    monkeypatch.setattr(images, "MAX_PIXELS", 5_000)
+    with pytest.raises(ImageError, match="100x100 is larger than the 5,000-pixel limit"):
+        load_rgb(p)
+    monkeypatch.setenv("EMOCLOAK_MAX_PIXELS", "20000")
+    assert load_rgb(p).shape == (100, 100, 3)
+    assert Image.MAX_IMAGE_PIXELS == 1_000  # Pillow's own setting is left as it was
+    monkeypatch.setenv("EMOCLOAK_MAX_PIXELS", "lots")
+    with pytest.raises(ImageError, match="EMOCLOAK_MAX_PIXELS='lots'"):
+        load_rgb(p)

@@ -1,12 +1,10 @@
 """Saving cloaked photos the way users post them: same size and format, no metadata, no overwrite."""
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-from emocloak.errors import EmocloakError
-from emocloak.protection import output_path, save_photo
+from emocloak.protection import plan_protect, save_photo
 
 
 def test_save_keeps_format_and_size_and_strips_gps(tmp_path):
@@ -27,8 +25,8 @@ def test_png_stays_png_and_input_is_never_the_output(tmp_path):
     src = tmp_path / "a.png"
     Image.new("RGB", (9, 9)).save(src)
     assert Image.open(save_photo(np.zeros((9, 9, 3), np.uint8), src, tmp_path / "o" / "a.png")).format == "PNG"
-    with pytest.raises(EmocloakError, match="overwrite the input"):
-        output_path(src, tmp_path)
+    plan, refused = plan_protect([src], [tmp_path], tmp_path, overwrite=True)
+    assert not plan and "would replace the input" in refused[0][1]
 
 
 def test_protect_is_the_package_api_and_records_its_search_settings():

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emocloak.attacks.evasion import universal as U
 from emocloak.attacks.evasion.universal import (
     PerturbationError,
     UniversalPerturbation,
@@ -16,6 +15,8 @@ from emocloak.attacks.evasion.universal import (
     apply_universal_batch,
     learn_universal,
 )
+from emocloak.attacks.evasion.universal import learn as UL
+from emocloak.attacks.evasion.universal import perturbation as UP
 from emocloak.faces.detect import Box
 from emocloak.labels import LABELS
 from emocloak.recognizers.base import Recognizer
@@ -145,13 +146,13 @@ def test_attack_from_a_file_and_the_shipped_default(tmp_path, monkeypatch, rec, 
         make_attack(f"universal:file={tmp_path / 'missing.pt'}")
     with pytest.raises(PerturbationError, match="learnt for untargeted"):
         make_attack(f"universal:file={path}")(rec, faces, target=1, detect=False)
-    monkeypatch.setattr(U, "WEIGHTS", tmp_path)
-    U.default_perturbation.cache_clear()
+    monkeypatch.setattr(UP, "WEIGHTS", tmp_path)
+    UP.default_perturbation.cache_clear()
     learnt.save(tmp_path / "universal_untargeted.pt")
     assert make_attack("universal")(rec, faces[:1], detect=False).records[0]["queries"] == 0
     with pytest.raises(PerturbationError, match="no shipped universal perturbation for happiness"):
         make_attack("universal")(rec, faces[:1], target=1, detect=False)
-    U.default_perturbation.cache_clear()
+    UP.default_perturbation.cache_clear()
 
 
 def test_protect_cloaks_every_face_of_a_photo(tmp_path, rec, learnt, astronaut):
@@ -208,7 +209,7 @@ def test_face_box_round_trip_keeps_shape_and_budget_and_blurs_fine_detail():
     d = (checker * 0.03).expand(1, 3, 48, 48)
     smooth = torch.full((1, 3, 48, 48), 0.03)
     for _ in range(5):
-        out = U._through_face_box(d, gen, 4.0)
+        out = UL._through_face_box(d, gen, 4.0)
         assert out.shape == d.shape and out.abs().max() <= 0.03 + 1e-6
-    assert U._through_face_box(d, torch.Generator().manual_seed(1), 4.0).abs().mean() < 0.02  # detail fades
-    torch.testing.assert_close(U._through_face_box(smooth, gen, 4.0), smooth)  # flat survives
+    assert UL._through_face_box(d, torch.Generator().manual_seed(1), 4.0).abs().mean() < 0.02  # detail fades
+    torch.testing.assert_close(UL._through_face_box(smooth, gen, 4.0), smooth)  # flat survives

@@ -19,7 +19,7 @@ from emocloak.channel import Channel
 from emocloak.data.datasets import PhotoSet, load_dataset
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.images import load_rgb
-from emocloak.errors import NoFaceError
+from emocloak.errors import DatasetError, ImageError, NoFaceError
 from emocloak.labels import LABELS
 from emocloak.metrics.classification import confusion
 from emocloak.metrics.perceptual import image_distances
@@ -37,6 +37,7 @@ class Samples:
     detect: bool
     source: str = ""
     meta: dict = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # photos that could not be read, each with why
     _readings: dict = field(default_factory=dict, repr=False)
 
     def clean_reading(self, rec: Recognizer, channel: Channel | None = None) -> np.ndarray:
@@ -46,8 +47,16 @@ class Samples:
         """
         key = (id(rec), str(channel) if channel else "")
         if key not in self._readings:
-            images = [channel(im) for im in self.images] if channel else self.images
-            self._readings[key] = predictions(rec, images, self.detect)
+            self._readings[key] = predictions(rec, self.through(channel), self.detect)
+        return self._readings[key]
+
+    def through(self, channel: Channel | None) -> list[np.ndarray]:
+        """The clean images after a channel, computed once per channel however many recognizers read them."""
+        if not channel:
+            return self.images
+        key = ("channel", str(channel))
+        if key not in self._readings:
+            self._readings[key] = [channel(im) for im in self.images]
         return self._readings[key]
 
 
@@ -63,8 +72,17 @@ def load_samples(path: str | Path, split: str | None = "test", limit: int | None
         return Samples(images, sub.labels, sub.names, detect=False, source=str(path))
     assert isinstance(data, PhotoSet)
     sub = data.subset(idx)
-    images = [load_rgb(p) for p in sub.paths]
-    return Samples(images, sub.labels, [str(p) for p in sub.paths], detect=True, source=str(path))
+    images, keep, skipped = [], [], []
+    for i, p in enumerate(sub.paths):
+        try:
+            images.append(load_rgb(p))
+            keep.append(i)
+        except ImageError as exc:  # one bad photo is reported, not the end of the run
+            skipped.append(str(exc))
+    if not images:
+        raise DatasetError(f"{path}: none of the {len(sub)} photos could be read, e.g. {skipped[0]}")
+    names = [str(sub.paths[i]) for i in keep]
+    return Samples(images, sub.labels[keep], names, detect=True, source=str(path), skipped=skipped)
 
 
 def _face_box(rec: Recognizer, image: np.ndarray, detect: bool):
@@ -88,10 +106,12 @@ def evaluate(
     channel = channel or Channel()
     n = len(samples.images)
     adv, records = [], []
+    gen = attack.new_generator()  # one stream for the run: equal faces in different chunks get different draws
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{attack.name} on {rec.name}", total=n)
         for s in range(0, n, chunk):
-            out = attack(rec, samples.images[s : s + chunk], target, samples.detect, samples.labels[s : s + chunk])
+            images, labels = samples.images[s : s + chunk], samples.labels[s : s + chunk]
+            out = attack(rec, images, target, samples.detect, labels, generator=gen)
             for r in out.records:
                 r["index"] += s
             adv += out.images
@@ -110,6 +130,7 @@ def evaluate(
         "attack": repr(attack),
         "target": None if target is None else LABELS[target],
         "n": n,
+        "skipped": list(samples.skipped),
         "detect_faces": samples.detect,
         **summarise(labels, clean, after, target),
         "ssim": describe([r["ssim"] for r in cloaked]),
@@ -121,9 +142,10 @@ def evaluate(
         "seconds_per_image": describe([r["seconds"] for r in records]),
         "confusion": {"clean": confusion(labels, clean).tolist(), "attacked": confusion(labels, after).tolist()},
     }
+    adv_seen = [channel(im) for im in adv] if channel else adv  # once per image, for every recognizer
     if channel:
         ch_clean = samples.clean_reading(rec, channel)
-        ch_after = predictions(rec, [channel(im) for im in adv], samples.detect)
+        ch_after = predictions(rec, adv_seen, samples.detect)
         for r, c, a in zip(records, ch_clean, ch_after, strict=True):
             r["channel_pred_before"], r["channel_pred_after"] = int(c), int(a)
         summary["channel"] = {
@@ -132,12 +154,18 @@ def evaluate(
             "confusion": confusion(labels, ch_after).tolist(),
         }
     if transfer:
-        summary["transfer"] = {t.name: _transfer(t, samples, adv, target, channel, records) for t in transfer}
+        summary["transfer"] = {t.name: _transfer(t, samples, adv, adv_seen, target, channel, records) for t in transfer}
     return {"summary": summary, "records": records}, adv
 
 
 def _transfer(
-    rec: Recognizer, samples: Samples, adv: list[np.ndarray], target: int | None, channel: Channel, records: list[dict]
+    rec: Recognizer,
+    samples: Samples,
+    adv: list[np.ndarray],
+    adv_seen: list[np.ndarray],
+    target: int | None,
+    channel: Channel,
+    records: list[dict],
 ) -> dict:
     """The same cloaked images read by a recognizer the attack never used."""
     clean = samples.clean_reading(rec)
@@ -146,7 +174,7 @@ def _transfer(
         r.setdefault("transfer", {})[rec.name] = {"pred_before": int(c), "pred_after": int(a)}
     out = summarise(samples.labels, clean, after, target)
     if channel:
-        ch_after = predictions(rec, [channel(im) for im in adv], samples.detect)
+        ch_after = predictions(rec, adv_seen, samples.detect)
         ch_clean = samples.clean_reading(rec, channel)
         out["channel_success_rate"] = float(success(ch_after, ch_clean, target).mean())
     return out

@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from emocloak.channel import jpeg
+from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.ferplus import FaceSet
 from emocloak.faces.detect import Box, crop, detect_faces, square_box
 from emocloak.recognizers.base import GRAY
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import augment, load_checkpoint, save_checkpoint, save_weights, soft_cross_entropy
+from emocloak.training import augment, resume_training, save_training, save_weights, soft_cross_entropy
 
 PHOTO_SIDE = 256  # TCCE photos are 256x256; others are resized to it when cached
 
@@ -120,7 +121,7 @@ def gray_to_rgb_init(model: FaceNet, path: str) -> None:
 
     On any RGB input the new net then computes exactly what the gray net computes on its gray image.
     """
-    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    sd = load_checkpoint(path, "recognizer weights file")["state_dict"]
     w = torch.tensor(GRAY).view(1, 3, 1, 1)
     own = model.state_dict()
     for k, v in sd.items():
@@ -277,7 +278,7 @@ def train_photo(
     if ckpt.exists():
         if not resume:
             raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or delete it to start afresh")
-        start, history, elapsed = load_checkpoint(ckpt, asdict(cfg), model, opt, sched, gen)
+        start, history, elapsed = resume_training(ckpt, asdict(cfg), model, opt, sched, gen)
         log(f"resumed from {ckpt} at epoch {start}")
     fer_soft = torch.from_numpy(faces.votes)
     eye = torch.eye(fer_soft.shape[1])
@@ -309,6 +310,6 @@ def train_photo(
         accs = {name: accuracy(model, xv, yv) for name, (xv, yv) in valid.items()}
         history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": accs, "seconds": elapsed})
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {accs} ({elapsed:.0f}s)")
-        save_checkpoint(ckpt, asdict(cfg), model, opt, sched, gen, epoch + 1, history, elapsed)
+        save_training(ckpt, asdict(cfg), model, opt, sched, gen, epoch + 1, history, elapsed)
     save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed}, cfg.size)
     return model

@@ -8,23 +8,22 @@ that, not the array in memory, is what a platform's recognizer will read.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from emocloak.data.files import OutputError, Planned, atomic_write, plan_outputs, write_text_atomic
 from emocloak.data.images import ImageLike, as_rgb, load_rgb, open_image
-from emocloak.errors import EmocloakError
+from emocloak.faces.detect import Box
 from emocloak.labels import LABELS, label_index
 from emocloak.metrics.perceptual import image_distances
 from emocloak.recognizers.base import Recognizer
-from emocloak.recognizers.registry import load_recognizer
+from emocloak.recognizers.registry import differentiable, load_recognizer
 
-METHODS = ("filters", "universal")
-DEFAULT_METHOD = "filters"  # the method `protect` uses when none is named: the best one measured
+METHODS = ("tailored", "filters", "universal")
+DEFAULT_METHOD = "tailored"  # the method `protect` uses when none is named: the best one measured
 SAVE_FORMATS = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
@@ -37,8 +36,9 @@ SAVE_FORMATS = {
 JPEG_QUALITY = 95
 
 
-def _recognizers(recognizers: Sequence[str | Recognizer] | None) -> list[Recognizer]:
-    names = list(recognizers or ["cnn"])
+def _recognizers(recognizers: Sequence[str | Recognizer] | None, method: str = "filters") -> list[Recognizer]:
+    """The recognizers a cloak works against; by default `cnn`, and for tailored every differentiable one."""
+    names = list(recognizers or (differentiable() if method == "tailored" else ["cnn"]))
     if not names:
         raise ValueError("at least one recognizer is needed")
     return [r if isinstance(r, Recognizer) else load_recognizer(r) for r in names]
@@ -56,6 +56,12 @@ def make_cloak(
         from emocloak.attacks.evasion.filter_chain import FilterCloak
 
         return FilterCloak(chain=chain, ensemble=tuple(recs[1:]), jpeg=jpeg, seed=seed, **options)
+    if method == "tailored":
+        from emocloak.attacks.evasion.tailored import TailoredCloak
+
+        if jpeg is not None:
+            raise ValueError("jpeg does not apply to tailored: it always optimises through JPEG 50-95 and resizing")
+        return TailoredCloak(members=recs[1:], seed=seed, **options)  # type: ignore[arg-type]
     if method == "universal":
         from emocloak.attacks.evasion.universal import UniversalCloak, as_perturbation
 
@@ -68,12 +74,7 @@ def make_cloak(
 
 def _reading(rec: Recognizer, image: np.ndarray) -> dict | None:
     p = rec.predict_proba([image], on_no_face="nan")[0]
-    if np.isnan(p).any():
-        return None
-    return {
-        "emotion": LABELS[int(p.argmax())],
-        "probabilities": {k: round(float(v), 4) for k, v in zip(LABELS, p, strict=True)},
-    }
+    return None if np.isnan(p).any() else _as_reading(p)
 
 
 def protect(
@@ -96,7 +97,7 @@ def protect(
     UniversalPerturbation; default: the shipped one for `target`); no recognizer is queried.
     """
     rgb = load_rgb(image) if isinstance(image, str | Path) else as_rgb(image)
-    recs = _recognizers(recognizers)
+    recs = _recognizers(recognizers, method)
     tgt = None if target is None else label_index(target)
     cloak = make_cloak(method, recs, chain, seed, jpeg, **options)
     out = cloak(recs[0], [rgb], target=tgt)
@@ -117,11 +118,15 @@ def protect(
         **{k: record[k] for k in ("queries", "seconds") if k in record},
         **image_distances(rgb, cloaked),
         "pareto_front": record.get("pareto_front"),
+        **{k: record[k] for k in ("ensemble_no_face",) if k in record},  # members that saw no face
         "seed": seed,
     }
     if method == "filters":
         keep = ("pop_size", "n_gen", "good_ssim", "min_ssim", "s_range", "a_range", "jpeg", "local")
         info["search"] = {k: v for k, v in cloak.params().items() if k in keep}
+    if method == "tailored":
+        info["strength"], info["budget"] = cloak.strength, record["budget"]
+        info["faces"] = [{**f, **_face_quality(rgb, cloaked, f["region"])} for f in record["faces"]]
     if method == "universal":
         up = cloak.perturbation(tgt)
         info["faces"] = record.get("faces")
@@ -131,53 +136,108 @@ def protect(
     return cloaked, info
 
 
-def output_path(src: Path, out_dir: Path) -> Path:
-    """Where a cloaked copy goes; refuses to write over the input itself."""
-    dst = out_dir / src.name
-    if dst.resolve() == src.resolve():
-        raise EmocloakError(f"{src}: output would overwrite the input; choose another -o folder")
-    return dst
+def _face_quality(original: np.ndarray, cloaked: np.ndarray, region: list[int]) -> dict:
+    face = image_distances(original, cloaked, Box(*region))
+    return {"ssim_face": face["ssim_face"], "linf": face["linf"]}
+
+
+def face_readings(recs: Sequence[Recognizer], image: np.ndarray, regions: Sequence[list[int]]) -> list[dict]:
+    """Per region, each recognizer's reading of the face it finds there (None where it finds none).
+
+    Each recognizer runs its whole pipeline on the photo, its own detector included, as a platform would.
+    """
+    out: list[dict] = [{} for _ in regions]
+    for rec in recs:
+        found = rec.predict_faces(image) if rec.faces(image) else []
+        for slot, region in zip(out, regions, strict=True):
+            inside = [p for f, p in found if _centre_in(f.box, region)]
+            slot[rec.name] = _as_reading(inside[0]) if inside else None
+    return out
+
+
+def _centre_in(box: Box, region: list[int]) -> bool:
+    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    return region[0] <= cx < region[2] and region[1] <= cy < region[3]
+
+
+def _as_reading(p: np.ndarray) -> dict:
+    return {
+        "emotion": LABELS[int(p.argmax())],
+        "probabilities": {k: round(float(v), 4) for k, v in zip(LABELS, p, strict=True)},
+    }
+
+
+def _fooled(before: dict | None, after: dict | None, target: str | None) -> bool:
+    """Targeted: read as the target; untargeted: read, and not as before."""
+    if before is None or after is None:
+        return False
+    return after["emotion"] == target if target else after["emotion"] != before["emotion"]
+
+
+def _judge_faces(
+    faces: list[dict], recs: Sequence[Recognizer], original: np.ndarray, saved: np.ndarray, target: str | None
+) -> None:
+    """Per face and recognizer: the reading of the original and of the saved file, and whether it was fooled."""
+    regions = [f["region"] for f in faces]
+    for face, b, a in zip(
+        faces, face_readings(recs, original, regions), face_readings(recs, saved, regions), strict=True
+    ):
+        face["readings"] = {"before": b, "after_saved": a}
+        face["fooled"] = {name: _fooled(b[name], a[name], target) for name in b}
+
+
+def output_names(rel: Path) -> tuple[Path, Path]:
+    """The files one input makes, relative to the output folder: the cloak and its JSON sidecar.
+
+    The cloak keeps the input's format where it can be written in it; others (GIF, ...) become PNG.
+    """
+    dst = rel if rel.suffix.lower() in SAVE_FORMATS else rel.with_suffix(".png")
+    return dst, dst.with_name(dst.name + ".json")
+
+
+def plan_protect(
+    files: Sequence[Path], roots: Sequence[Path], out_dir: Path, overwrite: bool = False
+) -> tuple[list[Planned], list[tuple[Path, str]]]:
+    """Every cloak and sidecar of a run, mirroring the input folders, checked before any work."""
+    return plan_outputs(files, roots, out_dir, output_names, overwrite)
 
 
 def save_photo(cloaked: np.ndarray, src: Path, dst: Path, keep_metadata: bool = False) -> Path:
-    """Save in the input's format (JPEG at quality 95), metadata stripped; atomic, so no partial files."""
-    fmt = SAVE_FORMATS.get(src.suffix.lower(), "PNG")
-    if fmt == "PNG" and src.suffix.lower() not in SAVE_FORMATS:
-        dst = dst.with_suffix(".png")
+    """Save in dst's format (JPEG at quality 95), metadata stripped; atomic, so no partial files."""
+    fmt = SAVE_FORMATS.get(dst.suffix.lower(), "PNG")
     kwargs: dict[str, object] = {"quality": JPEG_QUALITY} if fmt in ("JPEG", "WEBP") else {}
     if keep_metadata:
         with open_image(src) as im:
             if "exif" in im.info:
                 kwargs["exif"] = im.info["exif"]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=dst.suffix)
-    os.close(fd)
-    try:
-        Image.fromarray(cloaked).save(tmp, fmt, **kwargs)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return dst
+    return atomic_write(dst, lambda tmp: Image.fromarray(cloaked).save(tmp, fmt, **kwargs))
+
+
+def protect_planned(item: Planned, keep_metadata: bool = False, **kwargs: object) -> tuple[Path, dict]:
+    """Cloak one planned input: the cloak, then its JSON sidecar, success re-read from the saved file."""
+    src, (dst, sidecar) = item.src, item.outputs
+    cloaked, info = protect(src, **kwargs)
+    save_photo(cloaked, src, dst, keep_metadata)
+    saved = load_rgb(dst)
+    recs = _recognizers(kwargs.get("recognizers"), str(kwargs.get("method", DEFAULT_METHOD)))  # cached: no reload
+    info["input"], info["output"] = str(src), str(dst)
+    info["after_saved"] = {r.name: _reading(r, saved) for r in recs}
+    target = kwargs.get("target")
+    if "faces" in info and info["method"] == "tailored":
+        _judge_faces(info["faces"], recs, load_rgb(src), saved, target)  # type: ignore[arg-type]
+        info["success_saved"] = all(all(f["fooled"].values()) for f in info["faces"])
+    else:
+        main, before = info["after_saved"][recs[0].name], info["before"][recs[0].name]
+        info["success_saved"] = _fooled(before, main, target)  # type: ignore[arg-type]
+    write_text_atomic(sidecar, json.dumps(info, indent=2))
+    return dst, info
 
 
 def protect_file(
     src: Path, out_dir: Path, overwrite: bool = False, keep_metadata: bool = False, **kwargs: object
 ) -> tuple[Path, dict]:
-    """Cloak one file into out_dir with a JSON sidecar; success re-read from the saved file."""
-    dst = output_path(src, out_dir)
-    sidecar = dst.with_suffix(dst.suffix + ".json")
-    if not overwrite and (dst.exists() or sidecar.exists()):
-        raise EmocloakError(f"{dst} exists; pass --overwrite to replace it")
-    cloaked, info = protect(src, **kwargs)
-    dst = save_photo(cloaked, src, dst, keep_metadata)
-    saved = load_rgb(dst)
-    recs = _recognizers(kwargs.get("recognizers"))  # cached by name: no reload
-    info["input"], info["output"] = str(src), str(dst)
-    info["after_saved"] = {r.name: _reading(r, saved) for r in recs}
-    main, before = info["after_saved"][recs[0].name], info["before"][recs[0].name]
-    goal = kwargs.get("target") or before["emotion"]
-    fooled = main is not None and (main["emotion"] == goal if kwargs.get("target") else main["emotion"] != goal)
-    info["success_saved"] = bool(fooled)
-    sidecar.write_text(json.dumps(info, indent=2))
-    return dst, info
+    """Cloak one file into out_dir with a JSON sidecar; refuses (OutputError) to replace what it must not."""
+    plan, refused = plan_protect([Path(src)], [], Path(out_dir), overwrite)
+    if refused:
+        raise OutputError(refused[0][1])
+    return protect_planned(plan[0], keep_metadata, **kwargs)

@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.ferplus import FaceSet
+from emocloak.data.files import atomic_write, write_text_atomic
 from emocloak.recognizers.facenet import FaceNet
 
 
@@ -40,7 +42,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
+def gray_faces_to_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, 48, 48) uint8 -> (N, 1, 48, 48) float in [0, 1]."""
     return torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
 
@@ -83,7 +85,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(model: nn.Module, data: FaceSet, batch: int = 512) -> float:
     model.eval()
-    x = to_tensor(data.images)
+    x = gray_faces_to_tensor(data.images)
     pred = torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
     return float((pred.numpy() == data.labels).mean())
 
@@ -124,16 +126,16 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed)
     model = FaceNet(cfg.arch, width=cfg.width)
     if cfg.extra.get("init"):
-        model.load_state_dict(torch.load(cfg.extra["init"], map_location="cpu", weights_only=True)["state_dict"])
+        model.load_state_dict(load_checkpoint(cfg.extra["init"], "recognizer weights file")["state_dict"])
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train_set) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.2)
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt, start, history, elapsed = out.with_suffix(".ckpt"), 0, [], 0.0
     if ckpt.exists():
-        start, history, elapsed = load_checkpoint(ckpt, asdict(cfg), model, opt, sched, gen)
+        start, history, elapsed = resume_training(ckpt, asdict(cfg), model, opt, sched, gen)
         log(f"resumed from {ckpt} at epoch {start}")
-    x_all = to_tensor(train_set.images)
+    x_all = gray_faces_to_tensor(train_set.images)
     y_soft = torch.from_numpy(train_set.votes if cfg.soft_labels else np.eye(8, dtype=np.float32)[train_set.labels])
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
@@ -159,7 +161,7 @@ def train(
         acc = accuracy(model, valid_set)
         history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": acc, "seconds": elapsed})
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {acc:.4f} ({elapsed:.0f}s)")
-        save_checkpoint(ckpt, asdict(cfg), model, opt, sched, gen, epoch + 1, history, elapsed)
+        save_training(ckpt, asdict(cfg), model, opt, sched, gen, epoch + 1, history, elapsed)
     save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed})
     return model
 
@@ -167,7 +169,7 @@ def train(
 Schedule = torch.optim.lr_scheduler.LRScheduler
 
 
-def save_checkpoint(
+def save_training(
     ckpt: Path,
     config: dict,
     model: nn.Module,
@@ -189,14 +191,14 @@ def save_checkpoint(
         "history": history,
         "elapsed": elapsed,
     }
-    torch.save(state, ckpt)
+    atomic_write(ckpt, lambda tmp: torch.save(state, tmp))  # a cut-off save keeps the last good one
 
 
-def load_checkpoint(
+def resume_training(
     ckpt: Path, config: dict, model: nn.Module, opt: torch.optim.Optimizer, sched: Schedule, gen: torch.Generator
 ) -> tuple[int, list, float]:
-    """Restore a `save_checkpoint` file into the given objects: (epochs done, history, seconds so far)."""
-    state = torch.load(ckpt, weights_only=False)
+    """Restore a `save_training` file into the given objects: (epochs done, history, seconds so far)."""
+    state = load_checkpoint(ckpt, "training checkpoint")
     if state.get("config") != config:
         raise ValueError(f"{ckpt} was made with another config; delete it to start afresh")
     model.load_state_dict(state["model"])
@@ -213,13 +215,13 @@ def record_run(out: Path, model: FaceNet, valid_set: FaceSet, test_set: FaceSet 
     if test_set is not None:
         meta["test_acc"] = accuracy(model, test_set)
     meta.update(valid_acc=accuracy(model, valid_set), **extra)
-    path.write_text(json.dumps(meta, indent=2))
+    write_text_atomic(path, json.dumps(meta, indent=2))
     return meta
 
 
 def save_weights(model: FaceNet, out: Path, meta: dict, size: int = 48) -> None:
     """The weights as `registry.load_facenet` reads them (input channels and size too), and meta as .json."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = {"arch": model.arch, "width": meta["config"]["width"], "in_ch": model.in_ch, "size": size}
-    torch.save({**ckpt, "state_dict": model.state_dict()}, out)
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    blob = {"arch": model.arch, "width": meta["config"]["width"], "in_ch": model.in_ch, "size": size}
+    blob["state_dict"] = model.state_dict()
+    atomic_write(out, lambda tmp: torch.save(blob, tmp))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(meta, indent=2))

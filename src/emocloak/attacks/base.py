@@ -9,6 +9,7 @@ found counts as "no face", reported apart from success.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -23,6 +24,36 @@ from emocloak.faces.detect import Box
 from emocloak.metrics.classification import predicted_labels
 from emocloak.metrics.robustness import success
 from emocloak.recognizers.base import Recognizer, to_tensor
+
+
+class AttackSpecError(EmocloakError, ValueError):
+    """An attack spec string that names no attack or has bad parameters."""
+
+
+# --- parameter checks, shared by every attack's _check_params (as ART's) ------------
+def check_number(name: str, value: object, low: float, high: float, whole: bool = False, open_low: bool = False):
+    """value must be a number (a whole one if `whole`) in [low, high] ((low, high] if open_low)."""
+    kind = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float) or not math.isfinite(value):
+        raise AttackSpecError(f"{name} must be {kind}, got {value!r}")
+    if value > high or value < low or (open_low and value == low):
+        lower = f"{low:g} {'<' if open_low else '<='} {name}"
+        bounds = f"{name} {'>' if open_low else '>='} {low:g}" if high == math.inf else f"{lower} <= {high:g}"
+        raise AttackSpecError(f"{name}={value!r} out of range: {bounds}")
+
+
+def check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise AttackSpecError(f"{name} must be true or false, got {value!r}")
+
+
+def check_linf(name: str, value: object, high: float = 64 / 255) -> None:
+    """An L-inf budget in [0, 1] pixel units; the message also gives it in /255, as the CLI takes it."""
+    check_number(name, value, -math.inf, math.inf)
+    if not 0 < value <= high:  # type: ignore[operator]
+        raise AttackSpecError(
+            f"{name}={value * 255:.4g}/255 out of range: L-inf budgets are 0 < {name} <= {high * 255:g}/255"
+        )
 
 
 @dataclass
@@ -56,12 +87,24 @@ class Attack(ABC):
 
     name = "attack"
     needs_gradient = False  # white-box attacks set True: recognizers with differentiable=False are refused
+    rng: torch.Generator | None = None  # set by each call: the generator `perturb` draws from
 
     def __init__(self, seed: int | None = 0) -> None:
+        if seed is not None:
+            check_number("seed", seed, 0, math.inf, whole=True)
         self.seed = seed
 
+    def new_generator(self) -> torch.Generator:
+        """The run's one source of randomness: seeded from `seed`, or from the OS when seed is None."""
+        gen = torch.Generator()
+        if self.seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(self.seed)
+        return gen
+
     def params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "rng"}
 
     def __repr__(self) -> str:
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.params().items())})"
@@ -79,12 +122,14 @@ class Attack(ABC):
         target: int | None = None,
         detect: bool = True,
         labels: Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
     ) -> AttackOutput:
+        """Attack `images`; random draws come from `generator` (pass one to continue a run across calls),
+        else from a fresh one seeded with `self.seed`. The global torch RNG is never touched."""
         if self.needs_gradient:
             require_gradient(rec)
         images = [as_rgb(im) for im in images]
-        if self.seed is not None:
-            torch.manual_seed(self.seed)
+        self.rng = generator if generator is not None else self.new_generator()
         clean = predictions(rec, images, detect)
         t0 = time.perf_counter()
         adv, queries, info = self.perturb(rec, images, clean, target, detect)
@@ -173,7 +218,3 @@ class CropAttack(Attack):
                     adv[i] = paste(images[i], boxes[i], to_uint8(x_adv[j : j + 1]))
                     queries[i] = used[j]
         return adv, queries, [{} for _ in images]
-
-
-class AttackSpecError(EmocloakError, ValueError):
-    """An attack spec string that names no attack or has bad parameters."""

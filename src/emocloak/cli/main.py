@@ -31,9 +31,34 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def skipped(exc: Exception) -> None:
+def skipped(exc: Exception | str) -> None:
     """A per-file problem: reported on one line, the rest of the batch goes on."""
     err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
+def failed(message: str) -> None:
+    """A file that could not be finished (e.g. written): one line naming it; the batch goes on."""
+    err.print(f"[bold red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def finish_batch(total: int, skips: int, fails: int, what: str = "processed") -> None:
+    """A batch's last line: how many were done, skipped and failed; non-zero exit unless all were done."""
+    done = total - skips - fails
+    if total > 1:
+        err.print(f"{done} {what}, {skips} skipped, {fails} failed", highlight=False)
+    if skips or fails:
+        raise typer.Exit(1 if done else 2)
+
+
+def _inputs(photos: list[Path] | None, demo: bool) -> list[Path]:
+    """The photos of a run: files and folders (searched recursively), or the shipped sample with --demo."""
+    from emocloak.data.images import list_images
+
+    try:
+        return [emocloak.sample_photo_path()] if demo or not photos else list_images(list(photos))
+    except EmocloakError as exc:
+        fail(str(exc))
+        raise  # unreachable
 
 
 def _recognizer(name: str) -> emocloak.Recognizer:
@@ -57,15 +82,12 @@ def predict(
     cropped: Annotated[bool, typer.Option("--cropped", help="Inputs are face crops: skip face detection.")] = False,
 ) -> None:
     """Read the emotion of every face in each photo."""
-    from emocloak.data.images import list_images, load_rgb
+    from emocloak.data.images import load_rgb
     from emocloak.labels import LABELS
 
     rec = _recognizer(recognizer)
-    try:
-        files = [emocloak.sample_photo_path()] if demo or not photos else list_images(list(photos))
-    except EmocloakError as exc:
-        fail(str(exc))
-    results, failed = [], 0
+    files = _inputs(photos, demo)
+    results, skips = [], 0
     for path in files:
         try:
             rgb = load_rgb(path)
@@ -76,7 +98,7 @@ def predict(
             )
         except EmocloakError as exc:
             skipped(exc)
-            failed += 1
+            skips += 1
             continue
         for i, (face, p) in enumerate(found):
             results.append(
@@ -90,10 +112,9 @@ def predict(
             )
     if as_json:
         print(json.dumps({"recognizer": rec.name, "faces": results}, indent=2))
-    else:
+    elif results:
         _print_table(rec.name, results)
-    if failed:
-        raise typer.Exit(1 if results else 2)
+    finish_batch(len(files), skips, 0, "read")
 
 
 def _print_table(name: str, results: list[dict]) -> None:
@@ -173,6 +194,20 @@ def _samples(data: Path, split: str, limit: int | None, seed: int):
         fail(f"cannot read --data {data}: {exc}")
 
 
+def _out_file(path: Path, overwrite: bool) -> None:
+    """Refuse, before hours of learning, an output file that exists or a folder that cannot take it."""
+    from emocloak.data.files import check_writable_dir
+
+    if path.is_dir():
+        fail(f"--out {path} is a folder; name the file to write")
+    if path.exists() and not overwrite:
+        fail(f"{path} exists; pass --overwrite to replace it")
+    try:
+        check_writable_dir(path.parent)
+    except EmocloakError as exc:
+        fail(f"--out {path}: {exc}")
+
+
 def _out_dir(path: Path, overwrite: bool) -> Path:
     from emocloak.reports.outputs import check_out_dir
 
@@ -210,10 +245,16 @@ def evaluate(
     rec = _recognizer(recognizer)
     others = [_recognizer(n) for n in _transfer_names(transfer_to)]
     samples = _samples(data, split, limit, seed)
+    for why in samples.skipped:
+        skipped(why)
     report, adv = run_evaluation(samples, rec, atk, tgt, others, chan, progress=True)
     report["summary"].update(attack_spec=attack, dataset=str(data), split=split)
-    paths = write_outputs(report, samples, adv, out_dir, overwrite=overwrite, examples=examples)
+    try:
+        paths = write_outputs(report, samples, adv, out_dir, overwrite=overwrite, examples=examples)
+    except EmocloakError as exc:
+        fail(f"--out: {exc}")
     _print_summary(report["summary"], paths)
+    finish_batch(len(samples.images) + len(samples.skipped), len(samples.skipped), 0, "evaluated")
 
 
 def _print_summary(s: dict, paths: dict[str, Path]) -> None:
@@ -240,7 +281,14 @@ def _print_summary(s: dict, paths: dict[str, Path]) -> None:
 def protect(
     photos: Annotated[list[Path] | None, typer.Argument(help="Photos or folders to cloak.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for cloaked copies and sidecars.")] = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="Cloak: filters or universal.")] = "filters",
+    method: Annotated[
+        str | None,
+        typer.Option("--method", "-m", help="Cloak: tailored (default), filters or universal."),
+    ] = None,
+    strength: Annotated[
+        str,
+        typer.Option("--strength", help="Tailored: low, mid or high budget (more success, more visible)."),
+    ] = "mid",
     perturbation: Annotated[
         Path | None,
         typer.Option("--perturbation", help="Universal cloak file (default: the shipped one for --target)."),
@@ -248,8 +296,14 @@ def protect(
     chain: Annotated[int, typer.Option("--chain", min=3, max=5, help="Filters per chain (3, 4 or 5).")] = 3,
     target: Annotated[str | None, typer.Option("--target", help="Make recognizers read this emotion.")] = None,
     recognizer: Annotated[
-        str, typer.Option("--recognizer", "-r", help="Comma-separated: the first is fooled, the rest join in.")
-    ] = "cnn",
+        str | None,
+        typer.Option(
+            "--recognizer",
+            "-r",
+            help="Comma-separated: the first is fooled, the rest join in (default: tailored every "
+            "differentiable shipped recognizer, the others cnn).",
+        ),
+    ] = None,
     jpeg: Annotated[int | None, typer.Option("--jpeg", min=1, max=100, help="Survive JPEG at this quality.")] = None,
     min_ssim: Annotated[
         float,
@@ -264,11 +318,37 @@ def protect(
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Keep EXIF (GPS included).")] = False,
 ) -> None:
     """Cloak photos so that emotion recognizers misread them; inputs are never modified."""
-    from rich.progress import Progress
+    names = _transfer_names(recognizer) if recognizer else None
+    options = _cloak_options(method, names, chain, target, seed, jpeg, perturbation, min_ssim, local, strength)
+    if not photos and not demo:
+        fail("no photos given: name photos or folders to cloak (or pass --demo to try the shipped sample)")
+    if out_dir is None and not demo:
+        fail("--out/-o is required: the folder for cloaked copies")
+    files = _inputs(photos, demo)
+    plan, refused = _plan(files, [] if demo else list(photos or []), out_dir or Path("protected"), overwrite)
+    for _, why in refused:
+        skipped(why)
+    done, skips, fails = _cloak_all(plan, keep_metadata, options)
+    _report_cloaks(done, str(options["method"]), local)
+    finish_batch(len(files), len(refused) + skips, fails, "cloaked")
 
-    from emocloak.data.images import list_images
-    from emocloak.protection import METHODS, protect_file
 
+def _cloak_options(
+    method: str | None,
+    names: list[str] | None,
+    chain: int,
+    target: str | None,
+    seed: int,
+    jpeg: int | None,
+    perturbation: Path | None,
+    min_ssim: float,
+    local: bool,
+    strength: str,
+) -> dict:
+    """`emocloak.protect`'s keyword arguments from the CLI options, checked once before any photo is read."""
+    from emocloak.protection import DEFAULT_METHOD, METHODS, _recognizers, make_cloak
+
+    method = method or DEFAULT_METHOD
     if method not in METHODS:
         fail(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     _parse_target(target)
@@ -277,42 +357,74 @@ def protect(
         extra |= {"min_ssim": min_ssim, "local": local}
     elif local:
         fail("--local goes with --method filters")
+    if method == "tailored":
+        extra["strength"] = _strength(strength)
+    elif strength != "mid":
+        fail("--strength goes with --method tailored")
     if perturbation is not None and method != "universal":
         fail("--perturbation goes with --method universal")
-    names = _transfer_names(recognizer)
-    for n in names:
+    for n in names or []:
         _recognizer(n)
-    out_dir = out_dir or (Path("protected") if demo else None)
-    if out_dir is None:
-        fail("--out/-o is required: the folder for cloaked copies")
-    try:
-        files = [emocloak.sample_photo_path()] if demo or not photos else list_images(list(photos))
-    except EmocloakError as exc:
+    try:  # the cloak's own parameter checks, once, not once per photo
+        make_cloak(method, _recognizers(names, method), chain, seed, jpeg, **dict(extra))
+    except ValueError as exc:
         fail(str(exc))
-    done, failed = [], 0
+    return dict(method=method, chain=chain, target=target, recognizers=names, seed=seed, jpeg=jpeg, **extra)
+
+
+def _plan(files: list[Path], roots: list[Path], out_dir: Path, overwrite: bool):
+    """Every output decided and checked before any work; a folder that cannot take them stops the run here."""
+    from emocloak.data.files import SIDECAR_BYTES, check_free_space, check_writable_dir
+    from emocloak.protection import plan_protect
+
+    try:
+        check_writable_dir(out_dir)
+        plan, refused = plan_protect(files, roots, out_dir, overwrite)
+        check_free_space(out_dir, sum(p.src.stat().st_size + SIDECAR_BYTES for p in plan))
+    except (EmocloakError, OSError) as exc:
+        fail(f"-o {out_dir}: {exc}")
+        raise  # unreachable
+    return plan, refused
+
+
+def _cloak_all(plan, keep_metadata: bool, options: dict) -> tuple[list[tuple[Path, Path, dict]], int, int]:
+    """Cloak every planned photo with a progress bar: (done, skipped, failed); a bad photo never stops the rest."""
+    from rich.progress import Progress
+
+    from emocloak.data.files import OutputError
+    from emocloak.protection import protect_planned
+
+    done, skips, fails = [], 0, 0
     with Progress(transient=True, console=err) as bar:
-        task = bar.add_task("cloaking", total=len(files))
-        for src in files:
+        task = bar.add_task("cloaking", total=len(plan))
+        for item in plan:
             try:
-                dst, info = protect_file(
-                    src,
-                    out_dir,
-                    overwrite,
-                    keep_metadata,
-                    method=method,
-                    chain=chain,
-                    target=target,
-                    recognizers=names,
-                    seed=seed,
-                    jpeg=jpeg,
-                    **extra,
-                )
-                done.append((src, dst, info))
-            except EmocloakError as exc:
+                dst, info = protect_planned(item, keep_metadata, **options)
+                done.append((item.src, dst, info))
+            except (OutputError, OSError, MemoryError) as exc:
+                failed(f"{item.src}: {_why(exc)}")
+                fails += 1
+            except EmocloakError as exc:  # the photo itself: unreadable, no face
                 skipped(exc)
-                failed += 1
+                skips += 1
             bar.advance(task)
+    return done, skips, fails
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this photo"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return str(exc)
+
+
+def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool) -> None:
+    """One line per cloaked photo, then advice for those the recognizer still reads as before."""
     for src, dst, info in done:
+        if info["method"] == "tailored":
+            out.print(_tailored_line(src, dst, info), highlight=False, soft_wrap=True)
+            continue
         first = info["recognizers"][0]  # a .pt path's recognizer is named by the file's stem
         before, after = info["before"][first]["emotion"], (info["after_saved"][first] or {}).get("emotion")
         mark = "fooled" if info["success_saved"] else "NOT fooled"
@@ -322,13 +434,18 @@ def protect(
             highlight=False,
             soft_wrap=True,
         )
+        if blind := info.get("ensemble_no_face"):
+            err.print(
+                f"note: {src.name}: {', '.join(blind)} found no face; cloaked against the other recognizers",
+                highlight=False,
+                soft_wrap=True,
+            )
     missed = sum(not info["success_saved"] for _, _, info in done)
     if missed:
-        hint = (
-            f"--chain 5{', no --local' if local else ''} or a lower --min-ssim"
-            if method == "filters"
-            else "a larger budget (`universal train --eps`)"
-        )
+        hint = {
+            "filters": f"--chain 5{', no --local' if local else ''} or a lower --min-ssim",
+            "tailored": "--strength high",
+        }.get(method, "a larger budget (`universal train --eps`)")
         err.print(
             f"{missed} photo(s) still read as before"
             + ("; their copies are the most natural edit found. " if method == "filters" else ". ")
@@ -336,8 +453,28 @@ def protect(
             highlight=False,
             soft_wrap=True,
         )
-    if failed:
-        raise typer.Exit(1 if done else 2)
+
+
+def _strength(name: str) -> str:
+    from emocloak.attacks.evasion.tailored import STRENGTHS
+
+    if name not in STRENGTHS:
+        fail(f"unknown strength {name!r}; valid: {', '.join(STRENGTHS)}")
+    return name
+
+
+def _tailored_line(src: Path, dst: Path, info: dict) -> str:
+    """One line per photo: per face, how many recognizers were fooled in the saved file."""
+    faces = info["faces"]
+    parts = []
+    for i, f in enumerate(faces, 1):
+        fooled = [n for n, ok in f["fooled"].items() if ok]
+        parts.append(f"face {i}: {len(fooled)}/{len(f['fooled'])} fooled")
+    mark = "fooled" if info["success_saved"] else "NOT all fooled"
+    return (
+        f"{src.name} -> {dst}: {'; '.join(parts) or 'no face found'} ({mark}), SSIM {info['ssim']:.3f}, "
+        f"{info['seconds']:.1f}s"
+    )
 
 
 def _perturbation(path: Path | None, target: str | None, jpeg: int | None):
@@ -397,40 +534,18 @@ def universal_train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Learn a universal perturbation on the data's training split and save it."""
-    import numpy as np
-    import torch
+    from emocloak.attacks.evasion.universal.learn import learn_from_dataset
 
-    from emocloak.attacks.evasion.universal import face_crops, learn_universal
-    from emocloak.data.datasets import load_dataset
-
-    if out_file.exists() and not overwrite:
-        fail(f"{out_file} exists; pass --overwrite to replace it")
+    _out_file(out_file, overwrite)
     tgt = _parse_target(target)
     recs = [_recognizer(n) for n in _transfer_names(recognizer) or ["cnn"]]
+    options = dict(steps=steps, batch_size=batch_size, jpeg_quality=jpeg, ce_weight=ce_weight, box_scale=box_scale)
     try:
-        crops = face_crops(load_dataset(data, "train"), recs[0], size or recs[0].input_size, limit, seed)
+        up = learn_from_dataset(data, recs, eps / 255, tgt, size, holdout, limit, seed, **options)
+        up.save(out_file)
     except EmocloakError as exc:
         fail(str(exc))
-    n_out = round(len(crops) * holdout)
-    if len(crops) - n_out < 1:
-        fail(f"{data}: no training faces found")
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(crops)))
-    kept = crops[order[:n_out]].permute(0, 2, 3, 1).numpy() if n_out else None
-    up = learn_universal(
-        recs,
-        crops[order[n_out:]],
-        eps / 255,
-        tgt,
-        steps=steps,
-        batch_size=batch_size,
-        jpeg_quality=jpeg,
-        ce_weight=ce_weight,
-        box_scale=box_scale,
-        seed=seed,
-        holdout=kept,
-        data=f"{data} (train split, {len(crops) - n_out} faces; {n_out} held out)",
-    )
-    up.save(out_file)
+    n_out = (up.meta.get("holdout") or {}).get("n", 0)
     rates = (up.meta.get("holdout") or {}).get("success", {})
     scores = ", ".join(f"{n} {v:.1%}" for n, v in rates.items()) or "no hold-out"
     out.print(f"wrote {out_file}: success on {n_out} held-out faces: {scores}", highlight=False, soft_wrap=True)
@@ -461,53 +576,27 @@ def train(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Random subset of N training faces.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the subset, augmentation and attack starts.")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 2,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Train a recognizer with a defence (standard, PGD adversarial training, FAAT); resumes an interrupted run."""
     import time
 
-    from rich.progress import Progress
-
-    from emocloak.data.datasets import load_dataset
-    from emocloak.data.ferplus import FaceSet
-    from emocloak.defences.recipes import DefenceConfig, cli_command, train_defence, training_faces
+    from emocloak.defences.recipes import cli_command
     from emocloak.training import TrainConfig, record_run
 
     given = dict(eps=eps, steps=steps, alpha=alpha, freq_weight=freq_weight, freq_radius=freq_radius)
-    given |= dict(mask_floor=mask_floor, mask_sigma=mask_sigma)
-    try:
-        d = DefenceConfig(defence, **{k: v for k, v in given.items() if v is not None})
-    except ValueError as exc:
-        fail(str(exc))
+    d = _defence(defence, **given, mask_floor=mask_floor, mask_sigma=mask_sigma)
     if out_file.suffix != ".pt":
         fail(f"--out {out_file}: weights are written as a .pt file")
+    _out_file(out_file, overwrite or out_file.with_suffix(".ckpt").is_file())  # resuming rewrites its own output
     if init is not None:
         arch, width = _init_arch(init)
     t0 = time.time()
-    try:
-        tr, masks = training_faces(data, d, limit, seed)
-        va = load_dataset(data, "valid")
-    except EmocloakError as exc:
-        fail(str(exc))
-    if not isinstance(va, FaceSet) or len(va) == 0:
-        fail(f"--data {data}: no validation faces (a FER+ folder or fer2013.csv has them)")
+    tr, va, masks = _training_data(data, d, limit, seed)
     cfg = TrainConfig(arch, width, epochs, batch_size, lr, seed=seed, threads=threads, soft_labels=tr.votes is not None)
     if init is not None:
         cfg.extra["init"] = str(init)
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task(f"{defence} training", total=None)
-        try:
-            model = train_defence(
-                d,
-                cfg,
-                tr,
-                va,
-                out_file,
-                masks,
-                log=lambda m: bar.console.print(m, highlight=False),
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        except ValueError as exc:  # e.g. a checkpoint of another configuration at OUT.ckpt
-            fail(str(exc))
+    model = _train_with_progress(d, cfg, tr, va, out_file, masks)
     meta = record_run(
         out_file,
         model,
@@ -519,16 +608,89 @@ def train(
     out.print(f"wrote {out_file}: validation accuracy {meta['valid_acc']:.1%}", highlight=False, soft_wrap=True)
 
 
-def _init_arch(path: Path) -> tuple[str, int]:
-    """Architecture and width of a FaceNet checkpoint, or one clear error."""
-    import torch
+def _defence(name: str, **given: float | int | None):
+    from emocloak.defences.recipes import DefenceConfig
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        return ckpt["arch"], int(ckpt["width"])
-    except (OSError, KeyError, TypeError, RuntimeError, ValueError) as exc:
-        fail(f"--init {path}: not a FaceNet weights file ({exc})")
+        return DefenceConfig(name, **{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        fail(str(exc))
         raise  # unreachable
+
+
+def _training_data(data: Path, d, limit: int | None, seed: int):
+    """(train faces, validation faces, FAAT masks or None), or one clear error."""
+    from emocloak.data.datasets import load_dataset
+    from emocloak.data.ferplus import FaceSet
+    from emocloak.defences.recipes import training_faces
+
+    try:
+        tr, masks = training_faces(data, d, limit, seed)
+        va = load_dataset(data, "valid")
+    except EmocloakError as exc:
+        fail(str(exc))
+        raise  # unreachable
+    if not isinstance(va, FaceSet) or len(va) == 0:
+        fail(f"--data {data}: no validation faces (a FER+ folder or fer2013.csv has them)")
+    return tr, va, masks
+
+
+def _train_with_progress(d, cfg, tr, va, out_file: Path, masks):
+    from rich.progress import Progress
+
+    from emocloak.defences.recipes import train_defence
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(f"{d.defence} training", total=None)
+        try:
+            return train_defence(
+                d,
+                cfg,
+                tr,
+                va,
+                out_file,
+                masks,
+                log=lambda m: bar.console.print(m, highlight=False),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except ValueError as exc:  # e.g. a checkpoint of another configuration at OUT.ckpt
+            fail(str(exc))
+            raise  # unreachable
+
+
+def _init_arch(path: Path) -> tuple[str, int]:
+    """Architecture and width of a FaceNet checkpoint, or one clear error."""
+    from emocloak.data.checkpoints import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(path, "recognizer weights file")
+        return str(ckpt["arch"]), int(ckpt["width"])
+    except (EmocloakError, TypeError, ValueError) as exc:
+        fail(f"--init {exc}")
+        raise  # unreachable
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; 127.0.0.1 keeps it to this computer.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")] = 8000,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Photos cloaked at once (default: half the CPU cores, at most 4)."),
+    ] = None,
+) -> None:
+    """Start the local web app: cloak photos and see what each recognizer reads, in a browser."""
+    try:
+        from emocloak.web.app import serve as run_server
+    except ImportError as exc:
+        fail(f"the web app needs fastapi, uvicorn and python-multipart ({exc}); reinstall emocloak")
+    try:
+        run_server(host, port, open_browser, workers)
+    except EmocloakError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

@@ -88,10 +88,15 @@ def square_box(box: Box, shape: tuple[int, ...], margin: float = DEFAULT_MARGIN)
     return Box(left, top, left + side, top + side, box.score)
 
 
+def crop_padding(box: Box, shape: tuple[int, ...]) -> int:
+    """Edge pixels to pad on every side of an (H, W) image so that `box` lies inside it."""
+    h, w = shape[:2]
+    return max(0, -box.left, -box.top, box.right - w, box.bottom - h)
+
+
 def crop(image: np.ndarray, box: Box) -> np.ndarray:
     """The pixels inside `box`, edge-padded where the box leaves the photo."""
-    h, w = image.shape[:2]
-    pad = max(0, -box.left, -box.top, box.right - w, box.bottom - h)
+    pad = crop_padding(box, image.shape)
     if pad:
         widths = ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2)
         image = np.pad(image, widths, mode="edge")

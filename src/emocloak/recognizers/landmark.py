@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.images import ImageLike
 from emocloak.errors import NoFaceError
 from emocloak.faces.landmarks import REGIONS, crop_landmarks
@@ -210,7 +211,7 @@ class LandmarkNet(nn.Module):
 
 def load_landmark_net(path: str | Path) -> tuple[LandmarkNet, dict]:
     """A classifier written by scripts/train_landmarks.py: state dict + plain config (torch.load weights_only)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path, "landmark classifier file")
     cfg = dict(ckpt["config"])
     net = LandmarkNet(make_head(cfg))
     net.load_state_dict(ckpt["state_dict"])

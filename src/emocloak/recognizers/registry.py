@@ -6,26 +6,31 @@ from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from emocloak.data.checkpoints import CheckpointError, load_checkpoint
 from emocloak.labels import LABELS
-from emocloak.recognizers.base import Recognizer
-from emocloak.recognizers.facenet import FaceNet
+
+if TYPE_CHECKING:  # imported where used: listing recognizers must not wait for torch
+    from emocloak.recognizers.base import Recognizer
 
 WEIGHTS = Path(str(resources.files("emocloak") / "recognizers" / "weights"))
 
 
 def load_facenet(path: str | Path, name: str | None = None) -> Recognizer:
     """A FaceNet checkpoint written by `emocloak.training` (ours or a user's) as a Recognizer."""
+    from emocloak.recognizers.base import Recognizer
+    from emocloak.recognizers.facenet import FaceNet
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights {path} not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    in_ch = ckpt.get("in_ch", 1)  # colour models (`photo`) store channels and size; 48 px gray otherwise
-    model = FaceNet(ckpt["arch"], width=ckpt["width"], in_ch=in_ch)
-    model.load_state_dict(ckpt["state_dict"])
-    return Recognizer(name or path.stem, model, LABELS, input_size=ckpt.get("size", 48), color=in_ch == 3)
+    ckpt = load_checkpoint(path, "recognizer weights file")
+    in_ch = int(ckpt.get("in_ch", 1))  # colour models (`photo`) store channels and size; 48 px gray otherwise
+    try:
+        model = FaceNet(ckpt["arch"], width=int(ckpt["width"]), in_ch=in_ch)
+        model.load_state_dict(ckpt["state_dict"])
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: weights that do not fit their own architecture ({exc})") from exc
+    return Recognizer(name or path.stem, model, LABELS, input_size=int(ckpt.get("size", 48)), color=in_ch == 3)
 
 
 def _fer() -> Recognizer:
@@ -61,8 +66,16 @@ DESCRIPTIONS = {
 }
 
 
+NO_GRADIENT = frozenset({"landmarks"})  # read black-box only: never an ensemble member of a gradient cloak
+
+
 def available() -> list[str]:
     return list(_FACTORIES)
+
+
+def differentiable() -> list[str]:
+    """Shipped recognizers a gradient reaches: the default ensemble of the tailored cloak."""
+    return [n for n in _FACTORIES if n not in NO_GRADIENT]
 
 
 @cache
@@ -70,6 +83,8 @@ def load_recognizer(name: str) -> Recognizer:
     """A recognizer by name (see `available()`), or a path to a FaceNet .pt checkpoint."""
     if name in _FACTORIES:
         return _FACTORIES[name]()
-    if name.endswith(".pt") and Path(name).is_file():
+    if Path(name).is_file():
         return load_facenet(name)
+    if name.endswith(".pt") or "/" in name:
+        raise CheckpointError(f"recognizer {name}: no such file")
     raise ValueError(f"unknown recognizer {name!r}; valid: {', '.join(available())} or a path to a .pt file")

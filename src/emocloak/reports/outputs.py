@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emocloak.data.files import OutputError, check_writable_dir, describe_oserror, dir_mode
 from emocloak.errors import EmocloakError
 from emocloak.labels import LABELS
 from emocloak.reports.html import label_name, write_report
@@ -60,6 +61,7 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
             raise OutputExistsError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
         if not (out / "report.json").is_file():
             raise OutputExistsError(f"{out} is not an emocloak report folder (no report.json); refusing to replace it")
+    check_writable_dir(out.parent)  # the report is built beside it and renamed into place
     return out
 
 
@@ -128,13 +130,16 @@ def write_outputs(
     report["summary"].setdefault("labels", list(LABELS))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the report folder is an ordinary one
     try:
+        tmp.chmod(dir_mode())  # mkdtemp makes it private; the report folder is an ordinary one
         (tmp / "report.json").write_text(dumps(report) + "\n", encoding="utf-8")
         figs = _figures(report, samples, adv, tmp, examples)
         write_report(jsonable(report), figs, tmp / "report.html")
         names = {"json": "report.json", **{k: p.name for k, p in figs.items()}, "html": "report.html"}
         _move_into_place(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(describe_oserror(exc, exc.filename or out, "write")) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -10,40 +10,34 @@ chain is then applied to the full-resolution photo.
 
 from __future__ import annotations
 
-import io
+import math
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from pytorch_msssim import ssim as torch_ssim
 
-from emocloak.attacks.base import Attack
+from emocloak.attacks.base import Attack, AttackSpecError, check_flag, check_number
 from emocloak.attacks.filters import FILTER_NAMES, apply_chain
 from emocloak.attacks.filters.search import ChainSpace, search
+from emocloak.channel import jpeg, resize
 from emocloak.errors import NoFaceError
-from emocloak.faces.detect import Box
+from emocloak.faces.detect import Box, crop_padding
 from emocloak.recognizers.base import Recognizer, to_tensor
 
 
 def crop_batch(x: torch.Tensor, box: Box) -> torch.Tensor:
-    """Crop (B, 3, H, W) at a box that may leave the image (edge-padded, as `faces.detect.crop`)."""
-    h, w = x.shape[-2:]
-    pad = max(0, -box.left, -box.top, box.right - w, box.bottom - h)
+    """Crop (B, 3, H, W) at a box that may leave the image: `faces.detect.crop`'s rule, on a batch."""
+    pad = crop_padding(box, x.shape[-2:])
     if pad:
         x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     return x[..., box.top + pad : box.bottom + pad, box.left + pad : box.right + pad]
 
 
 def jpeg_batch(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """JPEG round trip of every image in a batch (PIL; not differentiable, and need not be)."""
-    out = []
-    for img in (x.permute(0, 2, 3, 1) * 255).round().byte().numpy():
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "JPEG", quality=quality)
-        out.append(to_tensor(np.asarray(Image.open(buf).convert("RGB"))))
-    return torch.cat(out)
+    """`channel.jpeg` on every image of a batch (not differentiable, and need not be)."""
+    return torch.cat([to_tensor(jpeg(img, quality)) for img in (x.permute(0, 2, 3, 1) * 255).round().byte().numpy()])
 
 
 def margin(logp: torch.Tensor, ref: int | torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
@@ -83,14 +77,30 @@ class FilterCloak(Attack):
         seed: int | None = 0,
     ) -> None:
         super().__init__(seed)
-        if chain not in (3, 4, 5):
-            raise ValueError("chain must be 3, 4 or 5 filters")
         self.chain, self.pop_size, self.n_gen, self.good_ssim = chain, pop_size, n_gen, good_ssim
         self.min_ssim = min_ssim
         self.s_range, self.a_range, self.jpeg, self.work_side = s_range, a_range, jpeg, work_side
         self._ensemble = tuple(ensemble)
         self.local = local
+        self._check_params()
         self.space = ChainSpace(chain, len(FILTER_NAMES), s_range, a_range, LOCAL_RANGES if local else ())
+
+    def _check_params(self) -> None:
+        if self.chain not in (3, 4, 5) or isinstance(self.chain, bool):
+            raise AttackSpecError(f"chain={self.chain!r} invalid; valid: 3, 4, 5 filters")
+        check_number("pop_size", self.pop_size, 2, math.inf, whole=True)
+        check_number("n_gen", self.n_gen, 1, math.inf, whole=True)
+        if self.good_ssim is not None:
+            check_number("good_ssim", self.good_ssim, 0, 1, open_low=True)
+        check_number("min_ssim", self.min_ssim, 0, 0.999)
+        _check_range(self.s_range, ("s_min", "s_max"), 0, 1)
+        _check_range(self.a_range, ("a_min", "a_max"), 0, math.inf)
+        if self.jpeg is not None:
+            check_number("jpeg", self.jpeg, 1, 100, whole=True)
+        check_number("work_side", self.work_side, 32, math.inf, whole=True)
+        check_flag("local", self.local)
+        if not all(isinstance(r, Recognizer) for r in self._ensemble):
+            raise AttackSpecError("ensemble must hold Recognizer objects")
 
     def params(self) -> dict:
         p = super().params()
@@ -113,17 +123,16 @@ class FilterCloak(Attack):
     def _cloak_one(self, rec: Recognizer, image: np.ndarray, ref: int, target: int | None, detect: bool):
         recs = (rec, *(r for r in self._ensemble if r is not rec))
         scale = _work_scale(image.shape, self.work_side)
-        work = (
-            image
-            if scale == 1.0
-            else np.asarray(
-                Image.fromarray(image).resize(
-                    (round(image.shape[1] * scale), round(image.shape[0] * scale)), Image.LANCZOS
-                )
-            )
-        )
+        work = image if scale == 1.0 else resize(image, scale)  # the search's working copy
         x = to_tensor(work)
-        found = [r.face_crop(work, detect) for r in recs]
+        found = [rec.face_crop(work, detect)]  # the main recognizer must see a face (NoFaceError otherwise)
+        blind = []  # ensemble members that find none: reported, and the cloak goes on with the others
+        for r in recs[1:]:
+            try:
+                found.append(r.face_crop(work, detect))
+            except NoFaceError:
+                blind.append(r.name)
+        recs = tuple(r for r in recs if r.name not in blind)
         boxes = [b for _, b in found]
         with torch.no_grad():  # the main recognizer's clean reading is given; the others read the work image
             refs = [ref] + [int(r.logits(to_tensor(c)).argmax()) for r, (c, _) in zip(recs[1:], found[1:], strict=True)]
@@ -151,6 +160,7 @@ class FilterCloak(Attack):
             "search_objective": float(res.F[best, 0]),
             "search_ssim": float(1 - res.F[best, 1]),
             "generations": res.generations,
+            **({"ensemble_no_face": blind} if blind else {}),
             "pareto_front": [
                 {"chain": self.describe(res.X[i]), "objective": float(res.F[i, 0]), "ssim": float(1 - res.F[i, 1])}
                 for i in res.front
@@ -188,7 +198,7 @@ def spot_mask(shape: tuple[int, int], box: Box, cx: np.ndarray, cy: np.ndarray, 
 
     A local gene is a filter brushed onto one part of the face (as a selective edit in a photo
     app), tried because recognizers shrug off global tone changes. Measured, it buys quality,
-    not success (`benchmarks/results/filter_cloak_local.md`): SSIM ~0.97 but fewer photos fooled.
+    not success: see `benchmarks/results/filter_cloak_local.md`.
     """
     h, w = shape
 
@@ -199,6 +209,16 @@ def spot_mask(shape: tuple[int, int], box: Box, cx: np.ndarray, cy: np.ndarray, 
     ys, xs = torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5
     d2 = (xs.view(1, 1, 1, w) - px) ** 2 + (ys.view(1, 1, h, 1) - py) ** 2
     return torch.exp(-d2 / (2 * sd**2))
+
+
+def _check_range(pair: object, names: tuple[str, str], low: float, high: float) -> None:
+    """A (low, high) search range: two numbers inside [low, high], the first not above the second."""
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise AttackSpecError(f"({names[0]}, {names[1]}) must be two numbers, got {pair!r}")
+    for name, v in zip(names, pair, strict=True):
+        check_number(name, v, low, high, open_low=low == 0 and names[0] == "a_min")
+    if pair[0] > pair[1]:
+        raise AttackSpecError(f"{names[0]}={pair[0]} is above {names[1]}={pair[1]}")
 
 
 def _r(v: np.ndarray) -> float:

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from emocloak.attacks.base import CropAttack
+from emocloak.attacks.base import CropAttack, check_linf, check_number
 from emocloak.attacks.evasion.filter_chain import margin
 from emocloak.recognizers.base import Recognizer
 
@@ -28,10 +28,10 @@ def p_schedule(p_init: float, step: int, budget: int) -> float:
     return p_init / 2 ** sum(it > h for h in _HALVINGS)
 
 
-def _windows(n: int, h: int, w: int, side: int) -> torch.Tensor:
+def _windows(n: int, h: int, w: int, side: int, gen: torch.Generator | None = None) -> torch.Tensor:
     """(n, 1, h, w) bool masks, one random side x side square per row."""
-    top = torch.randint(0, h - side + 1, (n, 1, 1, 1))
-    left = torch.randint(0, w - side + 1, (n, 1, 1, 1))
+    top = torch.randint(0, h - side + 1, (n, 1, 1, 1), generator=gen)
+    left = torch.randint(0, w - side + 1, (n, 1, 1, 1), generator=gen)
     rows = torch.arange(h).view(1, 1, h, 1)
     cols = torch.arange(w).view(1, 1, 1, w)
     return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
@@ -45,6 +45,12 @@ class Square(CropAttack):
     def __init__(self, eps: float = 8 / 255, queries: int = 1000, p: float = 0.05, seed: int | None = 0) -> None:
         super().__init__(seed)
         self.eps, self.queries, self.p = eps, queries, p
+        self._check_params()
+
+    def _check_params(self) -> None:
+        check_linf("eps", self.eps)
+        check_number("queries", self.queries, 1, math.inf, whole=True)
+        check_number("p", self.p, 0, 1, open_low=True)  # share of the crop the first squares cover
 
     @property
     def queries_per_image(self) -> int:
@@ -63,7 +69,8 @@ class Square(CropAttack):
             logp = rec.logits(z).log_softmax(1)
             return margin(logp, goal, goal if targeted else None)
 
-        best = (x + self.eps * torch.randint(0, 2, (n, c, 1, w)).mul(2).sub(1)).clamp(0, 1)
+        gen = self.rng
+        best = (x + self.eps * torch.randint(0, 2, (n, c, 1, w), generator=gen).mul(2).sub(1)).clamp(0, 1)
         best_loss = loss(best, y)
         used = torch.ones(n, dtype=torch.long)
         for step in range(self.queries - 1):
@@ -71,8 +78,8 @@ class Square(CropAttack):
             if not len(todo):
                 break
             side = min(max(round(math.sqrt(self.p_at(step) * h * w)), 1), h - 1, w - 1)
-            mask = _windows(len(todo), h, w, side)
-            signs = torch.randint(0, 2, (len(todo), c, 1, 1)).mul(2).sub(1) * self.eps
+            mask = _windows(len(todo), h, w, side, gen)
+            signs = torch.randint(0, 2, (len(todo), c, 1, 1), generator=gen).mul(2).sub(1) * self.eps
             cand = self._propose(x[todo], best[todo], mask, signs)
             unchanged = ((cand - best[todo]).abs() < 1e-7).flatten(1).all(1).view(-1, 1, 1, 1)
             if unchanged.any():  # the window already held these signs: try the opposite ones

@@ -1,0 +1,298 @@
+"""The web app's HTTP API, in-process (FastAPI's TestClient): upload, progress, results, downloads, limits."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import emocloak
+from emocloak.labels import LABELS
+from emocloak.web.app import Settings, create_app
+from emocloak.web.jobs import CloakOptions, parse_options
+from emocloak.web.readings import fooled, iou
+from emocloak.web.uploads import display_name
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+LIMITS = Settings(max_file_bytes=300_000, max_request_bytes=1_000_000, max_files=5, workers=2)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(LIMITS), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    return emocloak.sample_photo_path().read_bytes()
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _submit(client, files: list[tuple[str, bytes]], **form: str) -> dict:
+    r = client.post(
+        "/api/jobs", files=[("files", (n, b, "application/octet-stream")) for n, b in files], data=form or None
+    )
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def _wait(client, job_id: str, timeout: float = 120) -> dict:
+    end = time.time() + timeout
+    while time.time() < end:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["finished"]:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_options_offer_the_api_s_methods_labels_and_recognizers(client):
+    o = client.get("/api/options").json()
+    assert o["methods"] == list(emocloak.protection.METHODS)
+    assert o["default_method"] == emocloak.protection.DEFAULT_METHOD
+    assert o["labels"] == list(LABELS)
+    assert [r["name"] for r in o["recognizers"]] == emocloak.available_recognizers()
+    assert o["limits"] == {"file_bytes": 300_000, "request_bytes": 1_000_000, "files": 5}
+    assert o["local_only"] is True
+
+
+def test_page_and_api_docs_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    for text in (page.text, client.get("/static/app.js").text, client.get("/static/style.css").text):
+        assert not re.search(r"""(src|href|url)\(?=?["']?(https?:)?//""", text)  # no CDN: works offline
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/api/jobs", "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/zip", "/api/read"):
+        assert p in paths
+    assert client.get("/docs").status_code == 200
+
+
+def test_upload_progress_result_and_download(client, photo):
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # camera make: must not survive
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(photo)).save(buf, "JPEG", exif=exif, quality=95)
+    job = _submit(client, [("me.jpg", buf.getvalue())], method="universal")
+    with client.stream("GET", f"/api/jobs/{job['id']}/events") as events:
+        snaps = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")]
+    assert snaps and snaps[-1]["finished"]  # the stream ends when the job does
+    progress = [s["items"][0]["progress"] for s in snaps]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    item = snaps[-1]["items"][0]
+    assert item["status"] == "done", item
+    res = item["result"]
+    assert (res["width"], res["height"]) == (512, 512)
+    assert 0.5 < res["ssim"] <= 1 and res["seconds"] >= 0
+    face = res["faces"][0]
+    assert set(face["readings"]) == set(emocloak.available_recognizers())
+    cnn = face["readings"]["cnn"]
+    assert len(cnn["before"]["probabilities"]) == len(LABELS)
+    assert abs(sum(cnn["after"]["probabilities"]) - 1) < 0.01
+    assert cnn["fooled"] == (cnn["after"]["emotion"] != cnn["before"]["emotion"])
+    assert res["fooled"]["cnn"] == cnn["fooled"]
+
+    base = f"/api/jobs/{job['id']}/photos/0"
+    got = client.get(f"{base}/download")
+    assert got.headers["content-type"] == "image/jpeg"
+    assert 'filename="me.cloaked.jpg"' in got.headers["content-disposition"]
+    cloaked = Image.open(io.BytesIO(got.content))
+    assert cloaked.format == "JPEG" and cloaked.size == (512, 512)
+    assert 0x010F not in cloaked.getexif()
+    assert np.any(np.asarray(cloaked) != np.asarray(Image.open(io.BytesIO(photo))))
+    assert client.get(f"{base}/cloaked").content == got.content  # what the page shows is what you get
+    diff = Image.open(io.BytesIO(client.get(f"{base}/difference?gain=20").content))
+    assert diff.size == (512, 512) and np.asarray(diff).max() > 0
+    assert client.get(f"{base}/difference?gain=0").status_code == 422
+    sidecar = client.get(f"{base}/sidecar").json()
+    assert sidecar["method"] == "universal" and sidecar["input"] == "me.jpg" and sidecar["faces"] == res["faces"]
+
+
+def test_zip_holds_every_photo_with_its_sidecar(client, photo):
+    job = _wait(client, _submit(client, [("a.jpg", photo), ("a.jpg", photo)], method="universal")["id"])
+    z = zipfile.ZipFile(io.BytesIO(client.get(f"/api/jobs/{job['id']}/zip").content))
+    assert sorted(z.namelist()) == ["a-2.cloaked.jpg", "a-2.cloaked.jpg.json", "a.cloaked.jpg", "a.cloaked.jpg.json"]
+    assert json.loads(z.read("a.cloaked.jpg.json"))["output"] == "a.cloaked.jpg"
+    assert Image.open(io.BytesIO(z.read("a-2.cloaked.jpg"))).size == (512, 512)
+
+
+def test_bad_files_get_a_message_and_the_batch_goes_on(client, photo):
+    files = [
+        ("notes.jpg", b"this is text, not a photo"),
+        ("cut.jpg", photo[: len(photo) // 2]),
+        ("empty.png", b""),
+        ("wall.png", _png(np.full((120, 160, 3), 128, np.uint8))),
+        ("good.jpg", photo),
+    ]
+    job = _wait(client, _submit(client, files, method="universal")["id"])
+    by = {i["name"]: i for i in job["items"]}
+    assert "not an image" in by["notes.jpg"]["error"]
+    assert "damaged or truncated" in by["cut.jpg"]["error"]
+    assert "empty" in by["empty.png"]["error"]
+    assert by["wall.png"]["error"] == "no face found in wall.png"  # the server's own path never shows
+    assert by["good.jpg"]["status"] == "done"
+    assert [i["status"] for i in job["items"]].count("failed") == 4
+    r = client.get(f"/api/jobs/{job['id']}/photos/0/download")
+    assert r.status_code == 409 and "notes.jpg" in r.json()["detail"]
+
+
+def test_limits_per_photo_per_request_and_count(client, photo):
+    noise = _png(np.random.default_rng(0).integers(0, 256, (330, 330, 3), dtype=np.uint8))
+    assert LIMITS.max_file_bytes < len(noise) < LIMITS.max_request_bytes / 3
+    job = _wait(client, _submit(client, [("big.png", noise), ("ok.jpg", photo)], method="universal")["id"])
+    big, ok = job["items"]
+    assert "over the 0.3 MB limit per photo" in big["error"] and ok["status"] == "done"
+    r = client.post("/api/jobs", files=[("files", (f"n{i}.png", noise, "image/png")) for i in range(4)])
+    assert r.status_code == 413 and "limit per request" in r.json()["detail"]
+    r = client.post("/api/jobs", files=[("files", (f"p{i}.jpg", photo, "image/jpeg")) for i in range(6)])
+    assert r.status_code == 413 and "limit is 5" in r.json()["detail"]
+
+
+def test_concurrent_jobs_from_two_tabs(client, photo):
+    ids: list[str] = []
+    tabs = [
+        threading.Thread(target=lambda: ids.append(_submit(client, [("t.jpg", photo)] * 3, method="universal")["id"]))
+        for _ in range(2)
+    ]
+    for t in tabs:
+        t.start()
+    for t in tabs:
+        t.join()
+    jobs = [_wait(client, i) for i in ids]
+    assert len({j["id"] for j in jobs}) == 2
+    assert all(i["status"] == "done" for j in jobs for i in j["items"])
+    assert len(client.get("/api/jobs").json()) >= 2
+
+
+def test_server_answers_while_a_photo_is_being_cloaked(client, photo):
+    job = _submit(client, [("slow.jpg", photo)], method="filters")  # a search of several seconds
+    t0 = time.perf_counter()
+    snap = client.get(f"/api/jobs/{job['id']}").json()
+    assert client.get("/api/options").status_code == 200
+    assert time.perf_counter() - t0 < 2
+    assert snap["items"][0]["status"] in ("queued", "working")  # answered before the work ended: off the loop
+    assert _wait(client, job["id"])["items"][0]["status"] == "done"
+
+
+def test_request_paths_never_reach_the_file_system(client, photo):
+    job = _wait(client, _submit(client, [("../../etc/evil.jpg", photo)], method="universal")["id"])
+    assert job["items"][0]["name"] == "evil.jpg"
+    root = client.app.state.jobs.root
+    assert not any("evil" in str(p) for p in root.rglob("*"))
+    assert (
+        client.get(f"/api/jobs/{job['id']}/photos/0/download")
+        .headers["content-disposition"]
+        .endswith('filename="evil.cloaked.jpg"')
+    )
+    for path in (
+        "/api/jobs/..%2F..%2Fetc/zip",
+        f"/api/jobs/{job['id']}/photos/7/download",
+        f"/api/jobs/{job['id']}/photos/-1/original",
+        "/static/..%2Fapp.py",
+        "/static/jobs.py",
+    ):
+        assert client.get(path).status_code == 404, path
+    assert display_name("C:\\Users\\me\\<script>.jpg") == "_script_.jpg"
+
+
+def test_other_hosts_are_refused(client):
+    assert client.get("/api/options", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_bad_options_are_refused_with_the_valid_ones(client, photo):
+    r = client.post("/api/jobs", files=[("files", ("a.jpg", photo))], data={"method": "magic"})
+    assert r.status_code == 422 and "universal" in r.json()["detail"]
+    r = client.post("/api/jobs", files=[("files", ("a.jpg", photo))], data={"target": "bliss"})
+    assert r.status_code == 422 and "happiness" in r.json()["detail"]
+    r = client.post("/api/jobs", files=[("files", ("a.jpg", photo))], data={"recognizers": "cnn,gpt"})
+    assert r.status_code == 422 and "gpt" in r.json()["detail"]
+
+
+def test_strength_goes_only_to_methods_that_take_it():
+    assert "strength" not in CloakOptions(method="universal", strength="high").protect_kwargs()
+    tailored = CloakOptions(method="tailored", strength="high").protect_kwargs()
+    assert tailored["strength"] == "high" and tailored["recognizers"] is None  # the method's own default set
+    opts = parse_options("universal", None, "happy", "resnet", "cnn,resnet")
+    assert (opts.target, opts.recognizers, opts.readers) == ("happiness", ("resnet",), ("resnet", "cnn"))
+
+
+def test_heic_photos_are_read_and_returned_as_png(client, photo):
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(photo)).save(buf, "HEIF", quality=90)
+    job = _wait(client, _submit(client, [("iphone.HEIC", buf.getvalue())], method="universal")["id"])
+    item = job["items"][0]
+    assert item["status"] == "done", item
+    assert item["result"]["download"] == "iphone.cloaked.png"
+    base = f"/api/jobs/{job['id']}/photos/0"
+    assert client.get(f"{base}/original").headers["content-type"] == "image/png"  # browsers cannot show HEIC
+    assert Image.open(io.BytesIO(client.get(f"{base}/download").content)).size == (512, 512)
+
+
+def test_read_view_reads_faces_and_keeps_nothing(client, photo):
+    root = client.app.state.jobs.root
+    before = sorted(root.rglob("*"))
+    r = client.post(
+        "/api/read",
+        files=[("files", ("me.jpg", photo)), ("files", ("x.jpg", b"nope"))],
+        data={"readers": "cnn,fer"},
+    )
+    assert r.status_code == 200
+    good, bad = r.json()
+    assert set(good["faces"][0]["readings"]) == {"cnn", "fer"}
+    assert good["faces"][0]["readings"]["cnn"]["emotion"] in LABELS
+    assert "not an image" in bad["error"]
+    assert sorted(root.rglob("*")) == before
+
+
+def test_delete_drops_a_job_and_its_files(client, photo):
+    job = _wait(client, _submit(client, [("d.jpg", photo)], method="universal")["id"])
+    folder = client.app.state.jobs.root / job["id"]
+    assert folder.is_dir()
+    assert client.delete(f"/api/jobs/{job['id']}").status_code == 204
+    assert not folder.exists() and client.get(f"/api/jobs/{job['id']}").status_code == 404
+
+
+def test_temporary_folder_is_removed_at_shutdown(photo):
+    from fastapi.testclient import TestClient
+
+    app = create_app(LIMITS)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        _wait(c, _submit(c, [("a.jpg", photo)], method="universal")["id"])
+        root = app.state.jobs.root
+        assert any(root.rglob("*.jpg"))
+    assert not root.exists()
+
+
+def test_readings_rules():
+    from emocloak.faces.detect import Box
+
+    assert iou(Box(0, 0, 10, 10), Box(0, 0, 10, 10)) == 1 and iou(Box(0, 0, 10, 10), Box(20, 20, 30, 30)) == 0
+    sad, happy = {"emotion": "sadness"}, {"emotion": "happiness"}
+    assert fooled(happy, sad, None) and not fooled(happy, happy, None)
+    assert fooled(happy, None, None)  # the face is no longer found: nothing to read
+    assert fooled(None, sad, None) is None
+    assert not fooled(happy, sad, "anger") and fooled(happy, sad, "sadness")
+
+
+def test_serve_refuses_a_busy_port_with_one_line(cli):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = cli("serve", "--port", s.getsockname()[1])
+    assert r.returncode == 2 and "choose another --port" in r.stderr
