@@ -3,9 +3,9 @@
     python scripts/web_screenshots.py            # writes docs/web_desktop.png and docs/web_phone.png
 
 Desktop (1280 px wide): the first TCCE test photos (held-out performers) labelled disgust and
-happiness, cloaked with the page's default method; phone (390 px wide): the first one labelled
-anger, universal cloak. Picked to show both outcomes: on this run the filter cloak fooled `cnn` on
-the first and not the second. The shipped sample photo stands in where ../shared/data is absent.
+happiness, cloaked with the page's default method (the tailored cloak); phone (390 px wide): the
+first one labelled anger, universal cloak. The shipped sample photo stands in where ../shared/data
+is absent.
 Needs chromium and chromium-driver (see .ci/run).
 """
 
