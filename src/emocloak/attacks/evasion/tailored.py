@@ -1,8 +1,8 @@
 """Tailored cloak: a per-photo perturbation built to fool recognizers it never saw, after posting.
 
 Per face, one perturbation is optimised on a region around the face (the union of every
-ensemble member's own face crop, plus a margin) by momentum sign steps (MI-FGSM) under a
-perceptual budget (`attacks.budget`): large in texture, small on smooth skin, zero at the
+ensemble member's own face crop, plus a margin) by momentum steps (MI-FGSM, each pixel moved in
+proportion to its gradient rather than by its sign) under a perceptual budget (`attacks.budget`): large in texture, small on smooth skin, zero at the
 region's border. Each step reads it the way an unknown platform might: through a random draw
 of the posting channel (`attacks.transforms`: downscale, brightness/contrast, differentiable
 JPEG) and through every member's own crop box, jittered in place and scale.
@@ -13,7 +13,7 @@ member's penultimate embedding away from the clean one. One consistent direction
 unseen recognizers further than pushing each member past its own nearest boundary
 (docs/design.md, "Tailored cloak").
 
-Each face is optimised at a working resolution where its largest crop box is `work_face`
+Each face is optimised at a working resolution where its largest crop box is at most `work_face`
 pixels wide, and the perturbation is resized (bilinear) to the original pixels: recognizers
 shrink faces to 48-64 px, so finer detail would be averaged away before they read it, while
 people see it as noise. This also makes a 12-megapixel photo cost what a small one does.
@@ -211,7 +211,11 @@ class TailoredCloak(Attack):
         target: int | None,
         gen: torch.Generator,
     ) -> tuple[np.ndarray, dict]:
-        """Optimise one face's region; returns the photo with it pasted and the face's record."""
+        """Optimise one face's region; returns the photo with it pasted and the face's record.
+
+        The patch is built from the original pixels, so where two regions overlap the later face's
+        change replaces the earlier one's there, never adds to it (the budget holds everywhere).
+        """
         r = region.box
         x0 = to_tensor(crop(original, r))
         k = min(1.0, self.work_face / max(c.width for c in region.crops))
