@@ -2,10 +2,11 @@
 
 Per face, one perturbation is optimised on a region around the face (the union of every
 ensemble member's own face crop, plus a margin) by momentum steps (MI-FGSM, each pixel moved in
-proportion to its gradient rather than by its sign) under a perceptual budget (`attacks.budget`): large in texture, small on smooth skin, zero at the
-region's border. Each step reads it the way an unknown platform might: through a random draw
-of the posting channel (`attacks.transforms`: downscale, brightness/contrast, differentiable
-JPEG) and through every member's own crop box, jittered in place and scale.
+proportion to its gradient rather than by its sign) under a perceptual budget
+(`attacks.budget`): large in texture, small on smooth skin, zero at the region's border. Each
+step reads it the way an unknown platform might: through a random draw of the posting channel
+(`attacks.transforms`: downscale, brightness/contrast, differentiable JPEG) and through every
+member's own crop box, jittered in place and scale.
 
 The loss pulls every member toward ONE label (the target, or, untargeted, the label the
 ensemble finds most likely after the face's own), plus a feature term that pushes each
