@@ -35,6 +35,22 @@ class Box:
     def as_list(self) -> list[int]:
         return [self.left, self.top, self.right, self.bottom]
 
+    def scaled(self, k: float) -> Box:
+        """The same box in a copy of the photo resized by k."""
+        return Box(round(self.left * k), round(self.top * k), round(self.right * k), round(self.bottom * k), self.score)
+
+    def shifted(self, dx: int, dy: int) -> Box:
+        return Box(self.left + dx, self.top + dy, self.right + dx, self.bottom + dy, self.score)
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union: how far two detectors' boxes are the same face."""
+    w = max(0, min(a.right, b.right) - max(a.left, b.left))
+    h = max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
+    inter = w * h
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
 
 @lru_cache(maxsize=1)
 def _hog():

@@ -13,21 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from emocloak.errors import NoFaceError
-from emocloak.faces.detect import Box
+from emocloak.faces.detect import Box, iou
 from emocloak.labels import LABELS
 from emocloak.recognizers.base import Face, Recognizer
 
 SAME_FACE_IOU = 0.3  # boxes of one face from two detectors overlap well above this; neighbours' do not
 
 Found = dict[str, list[tuple[Face, np.ndarray]]]
-
-
-def iou(a: Box, b: Box) -> float:
-    w = max(0, min(a.right, b.right) - max(a.left, b.left))
-    h = max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
-    inter = w * h
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union > 0 else 0.0
 
 
 def find(rgb: np.ndarray, recognizers: Sequence[Recognizer]) -> Found:

@@ -153,7 +153,7 @@ class FilterCloak(Attack):
         res = search(self.space, fitness, self.pop_size, self.n_gen, seed=self.seed or 0, good_ssim=self.good_ssim)
         best = res.best(self.min_ssim)
         with torch.no_grad():
-            full = self._apply(to_tensor(image), res.X[best : best + 1], _scaled(boxes[0], 1 / scale))
+            full = self._apply(to_tensor(image), res.X[best : best + 1], boxes[0].scaled(1 / scale))
         out = (full[0].permute(1, 2, 0) * 255).round().byte().numpy()
         details = {
             "chain": self.describe(res.X[best]),
@@ -223,7 +223,3 @@ def _check_range(pair: object, names: tuple[str, str], low: float, high: float) 
 
 def _r(v: np.ndarray) -> float:
     return round(float(v[0]), 4)
-
-
-def _scaled(box: Box, k: float) -> Box:
-    return Box(round(box.left * k), round(box.top * k), round(box.right * k), round(box.bottom * k), box.score)

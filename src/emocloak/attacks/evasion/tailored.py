@@ -33,9 +33,9 @@ import torch.nn.functional as F
 
 from emocloak.attacks.base import Attack, AttackSpecError, check_number, paste, require_gradient, to_uint8
 from emocloak.attacks.budget import Budget
-from emocloak.attacks.evasion.filter_chain import crop_batch, jpeg_batch
+from emocloak.attacks.evasion.filter_chain import crop_batch, jpeg_batch, margin
 from emocloak.attacks.transforms import ChannelDraws, resize
-from emocloak.faces.detect import Box, crop
+from emocloak.faces.detect import Box, crop, iou
 from emocloak.labels import LABELS
 from emocloak.recognizers.base import Recognizer, to_tensor
 
@@ -58,13 +58,6 @@ class FaceRegion:
     seen_by: tuple[str, ...]
 
 
-def _iou(a: Box, b: Box) -> float:
-    w = max(0, min(a.right, b.right) - max(a.left, b.left))
-    h = max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
-    inter = w * h
-    return inter / max(1, a.width * a.height + b.width * b.height - inter)
-
-
 def _grow(box: Box, share: float, shape: tuple[int, ...]) -> Box:
     """box grown by `share` of its side on every edge, clipped to the photo."""
     dx, dy = round(box.width * share), round(box.height * share)
@@ -81,7 +74,7 @@ def face_regions(members: Sequence[Recognizer], image: np.ndarray, margin: float
     groups: list[tuple[Box, dict[str, Box]]] = []  # (anchor face box, member name -> crop box)
     for rec in members:
         for face in rec.faces(image):
-            match = next((g for g in groups if _iou(g[0], face.box) > 0.25 and rec.name not in g[1]), None)
+            match = next((g for g in groups if iou(g[0], face.box) > 0.25 and rec.name not in g[1]), None)
             if match is None:
                 groups.append((face.box, {rec.name: face.crop_box}))
             else:
@@ -104,14 +97,6 @@ def whole_image_region(members: Sequence[Recognizer], image: np.ndarray) -> Face
     """Inputs already cropped to the face (detect=False): the whole image, read whole by every member."""
     box = Box(0, 0, image.shape[1], image.shape[0])
     return FaceRegion(box, tuple(box for _ in members), tuple(r.name for r in members))
-
-
-def _shifted(box: Box, dx: int, dy: int) -> Box:
-    return Box(box.left + dx, box.top + dy, box.right + dx, box.bottom + dy)
-
-
-def _scaled(box: Box, k: float) -> Box:
-    return Box(round(box.left * k), round(box.top * k), round(box.right * k), round(box.bottom * k))
 
 
 def _jitter(box: Box, gen: torch.Generator, shift: float, scale: float) -> Box:
@@ -221,7 +206,7 @@ class TailoredCloak(Attack):
         x0 = to_tensor(crop(original, r))
         k = min(1.0, self.work_face / max(c.width for c in region.crops))
         x = resize(x0, max(8, round(r.height * k)), max(8, round(r.width * k)))
-        boxes = [_scaled(_shifted(c, -r.left, -r.top), k) for c in region.crops]
+        boxes = [c.shifted(-r.left, -r.top).scaled(k) for c in region.crops]
         with torch.no_grad():
             clean = [m.features_and_logits(crop_batch(x, b)) for m, b in zip(members, boxes, strict=True)]
         mean_p = torch.stack([lg.softmax(1)[0] for _, lg in clean]).mean(0)
@@ -285,13 +270,8 @@ class TailoredCloak(Attack):
     def _fooled(self, members, x_adv, boxes, before, target) -> bool:
         """Every member misreads (or reads the target) by `margin`, as saved and after real JPEG 75."""
         q = torch.round(x_adv * 255) / 255
-        for seen in (q, jpeg_batch(q, 75)):
-            for m, b, ref in zip(members, boxes, before, strict=True):
-                logp = m.logits(crop_batch(seen, b)).log_softmax(1)[0]
-                goal = ref if target is None else target
-                others = logp.clone()
-                others[goal] = -torch.inf
-                gap = float(logp[goal] - others.max())  # > 0: the goal label is read
-                if (target is None and gap > -self.margin) or (target is not None and gap < self.margin):
-                    return False
-        return True
+        return all(
+            float(margin(m.logits(crop_batch(seen, b)).log_softmax(1), ref, target)[0]) <= -self.margin
+            for seen in (q, jpeg_batch(q, 75))
+            for m, b, ref in zip(members, boxes, before, strict=True)
+        )

@@ -5,19 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from emocloak.attacks.base import paste
 from emocloak.attacks.evasion.universal.perturbation import UniversalPerturbation
+from emocloak.attacks.transforms import resize
 from emocloak.faces.detect import Box, crop
 
-
-def resize_delta(d: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(N, C, H, W) resized as the recognizers resize crops: bilinear, antialiased when shrinking."""
-    if (h, w) == tuple(d.shape[-2:]):
-        return d
-    return F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False, antialias=min(h, w) < d.shape[-1])
+resize_delta = resize  # (N, C, H, W) bilinear, antialiased when shrinking, as the recognizers resize crops
 
 
 def _pixel_delta(up: UniversalPerturbation, h: int, w: int) -> np.ndarray:
