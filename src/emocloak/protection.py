@@ -16,9 +16,9 @@ from PIL import Image
 
 from emocloak.data.files import OutputError, Planned, atomic_write, plan_outputs, write_text_atomic
 from emocloak.data.images import ImageLike, as_rgb, load_rgb, open_image
-from emocloak.faces.detect import Box
+from emocloak.faces.detect import Box, crop
 from emocloak.labels import LABELS, label_index
-from emocloak.metrics.perceptual import image_distances
+from emocloak.metrics.perceptual import image_distances, ssim
 from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.registry import differentiable, load_recognizer
 
@@ -126,7 +126,11 @@ def protect(
         info["search"] = {k: v for k, v in cloak.params().items() if k in keep}
     if method == "tailored":
         info["strength"], info["budget"] = cloak.strength, record["budget"]
-        info["faces"] = [{**f, **_face_quality(rgb, cloaked, f["region"])} for f in record["faces"]]
+        regions = [f["region"] for f in record["faces"]]
+        info["faces"] = [
+            {**f, **_face_quality(rgb, cloaked, f["region"]), "readings": {"before": b}}
+            for f, b in zip(record["faces"], face_readings(recs, rgb, regions), strict=True)
+        ]
     if method == "universal":
         up = cloak.perturbation(tgt)
         info["faces"] = record.get("faces")
@@ -137,8 +141,9 @@ def protect(
 
 
 def _face_quality(original: np.ndarray, cloaked: np.ndarray, region: list[int]) -> dict:
-    face = image_distances(original, cloaked, Box(*region))
-    return {"ssim_face": face["ssim_face"], "linf": face["linf"]}
+    """SSIM and L-inf (/255) of one face region; the whole photo's numbers are computed once, apart."""
+    a, b = crop(original, Box(*region)), crop(cloaked, Box(*region))
+    return {"ssim_face": ssim(a, b), "linf": float(np.abs(b.astype(np.int16) - a.astype(np.int16)).max())}
 
 
 def face_readings(recs: Sequence[Recognizer], image: np.ndarray, regions: Sequence[list[int]]) -> list[dict]:
@@ -174,15 +179,11 @@ def _fooled(before: dict | None, after: dict | None, target: str | None) -> bool
     return after["emotion"] == target if target else after["emotion"] != before["emotion"]
 
 
-def _judge_faces(
-    faces: list[dict], recs: Sequence[Recognizer], original: np.ndarray, saved: np.ndarray, target: str | None
-) -> None:
-    """Per face and recognizer: the reading of the original and of the saved file, and whether it was fooled."""
-    regions = [f["region"] for f in faces]
-    for face, b, a in zip(
-        faces, face_readings(recs, original, regions), face_readings(recs, saved, regions), strict=True
-    ):
-        face["readings"] = {"before": b, "after_saved": a}
+def _judge_faces(faces: list[dict], recs: Sequence[Recognizer], saved: np.ndarray, target: str | None) -> None:
+    """Per face and recognizer: the reading of the saved file beside that of the original, and whether it was fooled."""
+    for face, a in zip(faces, face_readings(recs, saved, [f["region"] for f in faces]), strict=True):
+        b = face["readings"]["before"]
+        face["readings"]["after_saved"] = a
         face["fooled"] = {name: _fooled(b[name], a[name], target) for name in b}
 
 
@@ -224,7 +225,7 @@ def protect_planned(item: Planned, keep_metadata: bool = False, **kwargs: object
     info["after_saved"] = {r.name: _reading(r, saved) for r in recs}
     target = kwargs.get("target")
     if "faces" in info and info["method"] == "tailored":
-        _judge_faces(info["faces"], recs, load_rgb(src), saved, target)  # type: ignore[arg-type]
+        _judge_faces(info["faces"], recs, saved, target)  # type: ignore[arg-type]
         info["success_saved"] = all(all(f["fooled"].values()) for f in info["faces"])
     else:
         main, before = info["after_saved"][recs[0].name], info["before"][recs[0].name]
