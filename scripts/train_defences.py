@@ -8,6 +8,7 @@ defence (see docs/design.md, "FAAT", for why fine-tuning and not training from s
 
 * standard:  fine-tuning on augmented clean faces (the control: same extra training, no attack);
 * pgd-at:    Madry PGD adversarial training, L-inf eps, `steps` steps of eps/2 from a random start;
+* trades:    TRADES (beta 6), the same PGD moving the reading away from the clean one;
 * faat:      attention-weighted PGD (same eps, steps, mean step) + the frequency loss;
 * faat-mask: ablation, attention-weighted PGD only (frequency weight 0);
 * faat-freq: ablation, frequency loss only (flat mask: plain PGD).
@@ -42,6 +43,7 @@ def arms(eps: float, steps: int) -> dict[str, DefenceConfig]:
     return {
         "standard": DefenceConfig("standard"),
         "pgd-at": DefenceConfig("pgd-at", eps=eps, steps=steps),
+        "trades": DefenceConfig("trades", eps=eps, steps=steps),
         "faat": faat,
         "faat-mask": replace(faat, freq_weight=0.0),
         "faat-freq": replace(faat, mask_floor=1.0),

@@ -135,11 +135,12 @@ def _tiny(n: int = 24) -> FaceSet:
     [
         DefenceConfig("standard"),
         DefenceConfig("pgd-at", eps=8, steps=2),
+        DefenceConfig("trades", eps=8, steps=2, beta=1),
         DefenceConfig("faat", eps=8, steps=2),
         DefenceConfig("faat", eps=8, steps=2, freq_weight=0),
         DefenceConfig("faat", eps=8, steps=2, mask_floor=1),
     ],
-    ids=["standard", "pgd-at", "faat", "faat-mask", "faat-freq"],
+    ids=["standard", "pgd-at", "trades", "faat", "faat-mask", "faat-freq"],
 )
 def test_each_defence_lowers_its_loss_on_a_batch(d):
     torch.manual_seed(0)
@@ -188,10 +189,28 @@ def test_train_defence_runs_and_resumes(tmp_path):
 
 
 def test_bad_defence_settings():
-    with pytest.raises(ValueError, match="unknown defence 'madry'; valid: standard, pgd-at, faat"):
+    with pytest.raises(ValueError, match="unknown defence 'madry'; valid: standard, pgd-at, trades, faat"):
         DefenceConfig("madry")
     with pytest.raises(ValueError, match="eps"):
         DefenceConfig("pgd-at", eps=0)
+    with pytest.raises(ValueError, match="beta"):
+        DefenceConfig("trades", beta=-1)
+
+
+def test_trades_adversary_moves_the_reading_without_labels():
+    """TRADES' attack needs no label: it pushes the reading away from the model's own clean one."""
+    torch.manual_seed(0)
+    model = FaceNet("vgg", width=4).eval()
+    x = torch.rand(6, 1, 48, 48)
+    h = hooks(DefenceConfig("trades", eps=8, steps=3))
+    wrong = torch.zeros(6, 8)  # a label the adversary must ignore
+    x_adv = h["adversary"](model, x, wrong, None)
+    with torch.no_grad():
+        p, q = torch.softmax(model(x), 1), torch.log_softmax(model(x_adv), 1)
+    kl = (p * (p.log() - q)).sum(1)
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6 and kl.mean() > 0
+    model.train()
+    assert h["objective"](model, x, x, torch.softmax(torch.randn(6, 8), 1)).isfinite()
 
 
 def test_cli_train_bad_input(cli, tmp_path):

@@ -553,7 +553,7 @@ def universal_train(
 
 @app.command()
 def train(
-    defence: Annotated[str, typer.Option("--defence", "-d", help="standard, pgd-at or faat.")],
+    defence: Annotated[str, typer.Option("--defence", "-d", help="standard, pgd-at, trades or faat.")],
     data: Annotated[Path, typer.Option("--data", help="Face crops with train/valid splits: FER+ folder, fer2013.csv.")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Weights to write (.pt); OUT.ckpt makes it resumable.")],
     init: Annotated[
@@ -570,6 +570,7 @@ def train(
         float | None, typer.Option("--mask-floor", help="FAAT: attention off the face regions, 1 = no mask [0.25].")
     ] = None,
     mask_sigma: Annotated[float | None, typer.Option("--mask-sigma", help="FAAT: mask edge blur, pixels [2].")] = None,
+    beta: Annotated[float | None, typer.Option("--beta", help="TRADES: weight of the KL term [6].")] = None,
     arch: Annotated[str, typer.Option("--arch", help="vgg or resnet (taken from --init if given).")] = "vgg",
     width: Annotated[int, typer.Option("--width", min=4, help="Base width (taken from --init if given).")] = 24,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Faces per batch.")] = 128,
@@ -578,14 +579,14 @@ def train(
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 2,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Train a recognizer with a defence (standard, PGD adversarial training, FAAT); resumes an interrupted run."""
+    """Train a recognizer with a defence (standard, PGD-AT, TRADES, FAAT); resumes an interrupted run."""
     import time
 
     from emocloak.defences.recipes import cli_command
     from emocloak.training import TrainConfig, record_run
 
     given = dict(eps=eps, steps=steps, alpha=alpha, freq_weight=freq_weight, freq_radius=freq_radius)
-    d = _defence(defence, **given, mask_floor=mask_floor, mask_sigma=mask_sigma)
+    d = _defence(defence, **given, mask_floor=mask_floor, mask_sigma=mask_sigma, beta=beta)
     if out_file.suffix != ".pt":
         fail(f"--out {out_file}: weights are written as a .pt file")
     _out_file(out_file, overwrite or out_file.with_suffix(".ckpt").is_file())  # resuming rewrites its own output

@@ -2,6 +2,7 @@
 
 * standard: no adversary, cross-entropy on augmented clean faces;
 * pgd-at: Madry PGD adversarial training in the L-inf eps ball;
+* trades: TRADES, clean cross-entropy + beta * KL to the reading of a PGD example in the same ball;
 * faat: the same ball, PGD steps weighted by the facial attention mask, plus the frequency loss.
   Its ablations are settings, not new defences: `freq_weight=0` is the mask alone,
   `mask_floor=1` (a flat mask, which is then not even computed) is the frequency loss alone.
@@ -21,11 +22,12 @@ from emocloak.data.ferplus import FaceSet
 from emocloak.defences.adversarial_training import pgd_adversary
 from emocloak.defences.faat import DEFAULT_RADIUS, DEFAULT_WEIGHT, faat_objective
 from emocloak.defences.masks import DEFAULT_FLOOR, DEFAULT_SIGMA, dataset_masks
+from emocloak.defences.trades import DEFAULT_BETA, trades_adversary, trades_objective
 from emocloak.errors import DatasetError
 from emocloak.recognizers.facenet import FaceNet
 from emocloak.training import TrainConfig, standard_objective, train
 
-DEFENCES = ("standard", "pgd-at", "faat")
+DEFENCES = ("standard", "pgd-at", "trades", "faat")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class DefenceConfig:
     freq_radius: int = DEFAULT_RADIUS
     mask_floor: float = DEFAULT_FLOOR
     mask_sigma: float = DEFAULT_SIGMA
+    beta: float = DEFAULT_BETA
 
     def __post_init__(self) -> None:
         if self.defence not in DEFENCES:
@@ -48,6 +51,8 @@ class DefenceConfig:
             raise ValueError(f"eps must be in (0, 64] (/255) and steps >= 1, got eps={self.eps}, steps={self.steps}")
         if not 0 <= self.mask_floor <= 1 or self.freq_weight < 0 or self.freq_radius < 0:
             raise ValueError("mask floor must be in [0, 1], frequency weight and radius >= 0")
+        if self.beta < 0:
+            raise ValueError(f"TRADES beta must be >= 0, got {self.beta}")
 
     @property
     def uses_mask(self) -> bool:
@@ -60,6 +65,8 @@ class DefenceConfig:
         keep = {"defence", "eps", "steps", "alpha"}
         if self.defence == "faat":
             keep |= {"freq_weight", "freq_radius", "mask_floor", "mask_sigma"}
+        if self.defence == "trades":
+            keep |= {"beta"}
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -68,6 +75,8 @@ def hooks(d: DefenceConfig) -> dict:
     if d.defence == "standard":
         return {"adversary": None, "objective": standard_objective}
     alpha = (d.eps / 2 if d.alpha is None else d.alpha) / 255
+    if d.defence == "trades":
+        return {"adversary": trades_adversary(d.eps / 255, d.steps, alpha), "objective": trades_objective(d.beta)}
     adversary = pgd_adversary(d.eps / 255, d.steps, alpha, weighted=d.uses_mask)
     faat = d.defence == "faat" and d.freq_weight > 0
     return {
@@ -123,6 +132,7 @@ def cli_command(d: DefenceConfig, cfg: TrainConfig, data: str | Path, out: str |
     parts += [f"--batch-size {cfg.batch_size}", f"--seed {cfg.seed}", f"--threads {cfg.threads}"]
     flags = {"eps": "--eps", "steps": "--steps", "alpha": "--alpha", "freq_weight": "--freq-weight"}
     flags |= {"freq_radius": "--freq-radius", "mask_floor": "--mask-floor", "mask_sigma": "--mask-sigma"}
+    flags |= {"beta": "--beta"}
     parts += [f"{flags[k]} {v:g}" for k, v in d.settings().items() if k in flags and v is not None]
     if limit is not None:
         parts.append(f"--limit {limit}")
