@@ -35,6 +35,7 @@ from PIL import Image
 
 import emocloak
 from emocloak.attacks.evasion.tailored import TailoredCloak
+from emocloak.attacks.evasion.universal import UniversalCloak, UniversalPerturbation
 from emocloak.attacks.registry import make_attack
 from emocloak.channel import jpeg, resize
 from emocloak.data.datasets import load_manifest
@@ -85,8 +86,8 @@ def load_data(photos: int, faces: int, seed: int) -> dict[str, dict]:
     return out
 
 
-def cloaks(strengths: list[str], loo: bool) -> dict[str, tuple]:
-    """name -> (attack, recognizer it runs on, left-out recognizer or None)."""
+def cloaks(strengths: list[str], loo: bool, universal_files: list[str] = ()) -> dict[str, tuple]:
+    """name -> (attack, recognizer it runs on, left-out recognizer or None); universal_files: NAME=PATH each."""
     members = [emocloak.load_recognizer(n) for n in differentiable()]
     cnn = emocloak.load_recognizer("cnn")
     out: dict[str, tuple] = {}
@@ -98,6 +99,9 @@ def cloaks(strengths: list[str], loo: bool) -> dict[str, tuple]:
                 out[f"tailored:{s}-{x.name}"] = (TailoredCloak(members=rest, strength=s), rest[0], x.name)
     out["filters"] = (make_attack("filters:chain=3"), cnn, None)
     out["universal"] = (make_attack("universal"), cnn, None)
+    for item in universal_files:
+        name, _, path = item.partition("=")
+        out[f"universal-{name}"] = (UniversalCloak(UniversalPerturbation.load(path)), cnn, None)
     out["pgd4"] = (make_attack("pgd:eps=4,steps=20"), cnn, None)
     return out
 
@@ -214,6 +218,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="tailored_cloak")
+    ap.add_argument(
+        "--universal-file", nargs="*", default=[], help="NAME=PATH: also the universal cloak with this perturbation"
+    )
     args = ap.parse_args()
     args.cmdline = " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
@@ -224,7 +231,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     reader_names = available()
     readers = {n: emocloak.load_recognizer(n) for n in reader_names}
-    specs = cloaks(args.strengths, args.loo)
+    specs = cloaks(args.strengths, args.loo, args.universal_file)
     if args.only:
         specs = {k: v for k, v in specs.items() if k in args.only}
     all_results: dict[str, list[dict]] = {}

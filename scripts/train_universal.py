@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emocloak.attacks.evasion.tailored import STRENGTHS
 from emocloak.attacks.evasion.universal import face_crops, learn_universal
 from emocloak.data.datasets import load_manifest
 from emocloak.data.ferplus import load_ferplus
@@ -72,6 +73,13 @@ def main() -> None:
     p.add_argument("--quality-weight", type=float, default=0.0, help="weight of 1 - SSIM")
     p.add_argument("--ce-weight", type=float, default=1.0, help="weight of the label term (0: features only)")
     p.add_argument("--box-scale", type=float, default=4.0, help="learn through random face boxes up to this x size")
+    p.add_argument(
+        "--strength",
+        choices=list(STRENGTHS),
+        default=None,
+        help="learn a pattern added under the tailored cloak's perceptual budget of this strength "
+        "(texture-scaled, tapered at the box border; its cap replaces --eps); default: a flat L-inf box",
+    )
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -79,12 +87,14 @@ def main() -> None:
     crops, about, pool = _training_crops(a.data, recs[0], a.size or recs[0].input_size, a.n_faces, a.seed)
     holdout = _holdout(a.data, a.n_holdout, a.seed)
     print(f"{about}; hold-out: {len(holdout)} FER+ valid faces")
+    budget = None if a.strength is None else STRENGTHS[a.strength]
+    eps = a.eps / 255 if budget is None else budget.cap
     for target in _targets(a.targets):
         t0 = time.time()
         up = learn_universal(
             recs,
             crops,
-            a.eps / 255,
+            eps,
             target,
             steps=a.steps,
             batch_size=a.batch_size,
@@ -96,6 +106,7 @@ def main() -> None:
             seed=a.seed,
             holdout=holdout,
             data=about,
+            budget=budget,
         )
         out = up.save(a.out_dir / f"universal_{target or 'untargeted'}.pt")
         meta = {**up.meta, "command": " ".join(["python", *sys.argv]), "wall_seconds": round(time.time() - t0, 1)}

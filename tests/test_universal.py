@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emocloak.attacks.budget import Budget
 from emocloak.attacks.evasion.universal import (
     PerturbationError,
     UniversalPerturbation,
@@ -123,6 +124,26 @@ def test_apply_changes_only_the_boxes_within_eps(learnt):
     assert diff[~inside].max() == 0 and diff[inside].mean() > 1
     assert diff.max() <= 8 + 1
     assert np.array_equal(apply_universal(image, learnt, []), image)
+
+
+def test_a_budgeted_pattern_spares_smooth_skin_and_the_box_border(rec, crops, tmp_path):
+    """Learnt under a perceptual budget, the change follows each face's texture and fades out at the box edge."""
+    budget = Budget(cap=12 / 255, floor=0.2)
+    up = learn_universal([rec], crops, 1 / 255, steps=3, batch_size=8, progress=False, budget=budget)
+    assert up.meta["budget"]["cap"] == pytest.approx(1) and up.budget.cap == pytest.approx(1 / 255)  # cap = eps
+    up = up.rescaled(12 / 255)
+    assert up.budget.cap == pytest.approx(12 / 255)
+    back = UniversalPerturbation.load(up.save(tmp_path / "b.pt"))
+    assert back.budget == up.budget
+    image = np.full((200, 200, 3), 128, np.uint8)  # flat "skin" on the left, strong texture on the right
+    image[:, 100:] = np.random.default_rng(0).integers(60, 200, (200, 100, 1), dtype=np.uint8)
+    diff = np.abs(apply_universal(image, up, [Box(0, 0, 200, 200)]).astype(int) - image.astype(int))
+    assert diff.max() <= 12 + 1
+    inner = (slice(40, 160), slice(40, 160))
+    flat, textured = diff[inner][:, :50].mean(), diff[inner][:, 70:].mean()
+    assert textured > 2 * flat and diff[:2].max() <= 1 and diff[:, :2].max() <= 1
+    plain = apply_universal(image, UniversalPerturbation(up.delta, {"eps": 12}), [Box(0, 0, 200, 200)])
+    assert np.abs(plain.astype(int) - image.astype(int))[:2].max() > 1  # without a budget, the edge moves
 
 
 def test_batch_equals_one_by_one(learnt):

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from emocloak.attacks.transforms import resize
 from emocloak.recognizers.base import GRAY
+
+FACE_SIDE = 224  # texture is judged with the face at this side, whatever size it has in the photo
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,22 @@ class Budget:
             "texture": [round(t * 255, 2) for t in self.texture],
             "taper": self.taper,
         }
+
+    @classmethod
+    def from_description(cls, d: dict) -> Budget:
+        """The budget a `describe()` dict (as files keep it) stands for."""
+        return cls(cap=d["cap"] / 255, floor=d["floor"], texture=tuple(t / 255 for t in d["texture"]), taper=d["taper"])
+
+    def at_face_scale(self, x: torch.Tensor, side: int = FACE_SIDE) -> torch.Tensor:
+        """The budget of face crops x as if their longer side were `side` pixels, at x's own size.
+
+        The texture window is in pixels, so a 48-pixel crop would read its smooth cheeks as texture
+        (the window spans a sixth of the face) and a 400-pixel box would read its pores as flat:
+        judging every face at one scale gives a pattern the same map at any size it is pasted at.
+        """
+        h, w = x.shape[-2:]
+        k = side / max(h, w)
+        return resize(self(resize(x, max(8, round(h * k)), max(8, round(w * k)))), h, w)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel budget (N, 1, H, W) for images (N, 3, H, W) in [0, 1]."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from emocloak.attacks.base import paste
 from emocloak.attacks.evasion.universal.perturbation import UniversalPerturbation
@@ -14,9 +15,14 @@ from emocloak.faces.detect import Box, crop
 resize_delta = resize  # (N, C, H, W) bilinear, antialiased when shrinking, as the recognizers resize crops
 
 
-def _pixel_delta(up: UniversalPerturbation, h: int, w: int) -> np.ndarray:
-    """delta resized to (h, w), as (h, w, 3) float32 in 0-255 units."""
-    return (resize_delta(up.delta[None], h, w)[0].permute(1, 2, 0) * 255).numpy().astype(np.float32)
+def _pixel_delta(up: UniversalPerturbation, faces: np.ndarray) -> np.ndarray:
+    """delta resized to faces (N, h, w, 3) uint8, under each face's budget if it has one; 0-255 units."""
+    h, w = faces.shape[1:3]
+    d = resize_delta(up.delta[None], h, w)
+    if up.budget is not None:
+        x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255)
+        d = d / up.eps * up.budget.at_face_scale(x)
+    return (d.permute(0, 2, 3, 1) * 255).numpy().astype(np.float32)
 
 
 def _add(pixels: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -31,10 +37,11 @@ def apply_universal(image: np.ndarray, up: UniversalPerturbation, boxes: Sequenc
     """
     out = image
     for b in boxes:
-        out = paste(out, b, _add(crop(image, b), _pixel_delta(up, b.height, b.width)))
+        face = crop(image, b)
+        out = paste(out, b, _add(face, _pixel_delta(up, face[None])[0]))
     return out.copy() if out is image else out
 
 
 def apply_universal_batch(faces: np.ndarray, up: UniversalPerturbation) -> np.ndarray:
     """(N, H, W, 3) uint8 faces of one size, cloaked whole-frame: one resize, one vectorised add."""
-    return _add(faces, _pixel_delta(up, faces.shape[1], faces.shape[2]))
+    return _add(faces, _pixel_delta(up, faces))

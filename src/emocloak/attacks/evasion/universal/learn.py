@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from pytorch_msssim import ssim
 from rich.progress import Progress
 
 from emocloak.attacks.base import require_gradient
+from emocloak.attacks.budget import Budget
 from emocloak.attacks.evasion.universal.apply import apply_universal_batch, resize_delta
 from emocloak.attacks.evasion.universal.perturbation import MAX_EPS, UniversalPerturbation
 from emocloak.errors import DatasetError
@@ -112,6 +114,7 @@ def learn_universal(
     progress: bool = True,
     holdout: np.ndarray | None = None,
     data: str = "",
+    budget: Budget | None = None,
 ) -> UniversalPerturbation:
     """Learn one delta for all `crops` ((N, 3, S, S), float in [0, 1] or uint8 to save memory).
 
@@ -119,6 +122,8 @@ def learn_universal(
     box_scale > 1: each step passes delta through a random face box up to box_scale times its side
     (`_through_face_box`), so it survives being pasted into photos.
     `holdout`: (N, H, W, 3) uint8 faces never trained on, whose success rate goes into the metadata.
+    budget: learn a pattern that each face receives under its own perceptual budget (cap = eps), as
+    `apply_universal` will add it (see `UniversalPerturbation`).
     """
     for rec in recs:
         require_gradient(rec)
@@ -127,6 +132,7 @@ def learn_universal(
     if crops.dim() != 4 or crops.shape[1] != 3 or crops.shape[2] != crops.shape[3] or not len(crops):
         raise ValueError(f"crops must be a non-empty (N, 3, S, S) tensor, got {tuple(crops.shape)}")
     tgt = None if target is None else label_index(target) if isinstance(target, str) else int(target)
+    face_budget = None if budget is None else replace(budget, cap=eps)
     gen = torch.Generator().manual_seed(seed)
     reads = [_read_all(r, crops) for r in recs]
     centroids = None if tgt is None else [_centroid(f, p, tgt) for f, p in reads]
@@ -145,6 +151,8 @@ def learn_universal(
             pos += batch_size
             x = _float(crops[idx])
             d = _through_face_box(delta, gen, box_scale) if box_scale > 1 else delta
+            if face_budget is not None:
+                d = d / eps * face_budget.at_face_scale(x)
             x_adv = (x + d).clamp(0, 1)
             seen = _bpda_jpeg(x_adv, jpeg_quality) if jpeg_quality else x_adv
             refs = [f[idx] for f, _ in reads] if tgt is None else [c[None] for c, _ in centroids or []]
@@ -175,6 +183,7 @@ def learn_universal(
         "quality_weight": quality_weight,
         "ce_weight": ce_weight,
         "box_scale": box_scale,
+        "budget": None if face_budget is None else face_budget.describe(),
         "loss": "feature cosine to clean + margin hinge"
         if tgt is None
         else "1 - feature cosine to target centroid + CE",
@@ -182,6 +191,8 @@ def learn_universal(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "version": _version(),
     }
+    if face_budget is None:
+        del meta["budget"]
     up = UniversalPerturbation(delta.detach()[0].clamp(-eps, eps), meta)
     if holdout is not None:
         up.meta["holdout"] = evaluate_universal(recs, up, holdout, jpeg_quality)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from emocloak.attacks.budget import Budget
 from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.files import atomic_write
 from emocloak.errors import EmocloakError
@@ -23,7 +24,12 @@ class PerturbationError(EmocloakError):
 
 @dataclass(frozen=True)
 class UniversalPerturbation:
-    """delta: (3, S, S) float in [-eps, eps], [0, 1] pixel units; meta: plain types, eps in /255."""
+    """delta: (3, S, S) float in [-eps, eps], [0, 1] pixel units; meta: plain types, eps in /255.
+
+    With meta["budget"] (a `Budget.describe()` dict, cap = eps) delta is a pattern, not a change:
+    each face gets delta / eps times its own perceptual budget (`apply`), so skin moves little,
+    texture more, and nothing at the border of the face box.
+    """
 
     delta: torch.Tensor
     meta: dict = field(default_factory=dict)
@@ -40,6 +46,11 @@ class UniversalPerturbation:
     @property
     def eps(self) -> float:
         return float(self.meta["eps"]) / 255
+
+    @property
+    def budget(self) -> Budget | None:
+        b = self.meta.get("budget")
+        return None if b is None else Budget.from_description(b)
 
     @property
     def size(self) -> int:
@@ -67,6 +78,8 @@ class UniversalPerturbation:
             raise ValueError(f"eps={eps} out of range (0, {MAX_EPS:.4f}]; it is in [0, 1] units, e.g. 8/255")
         delta = (self.delta * (eps / self.eps)).clamp(-eps, eps)
         meta = {**self.meta, "eps": round(eps * 255, 6), "rescaled_from": self.meta["eps"]}
+        if self.budget is not None:
+            meta["budget"] = {**meta["budget"], "cap": meta["eps"]}
         return replace(self, delta=delta, meta=meta)
 
     def save(self, path: str | Path) -> Path:
