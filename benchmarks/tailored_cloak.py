@@ -218,6 +218,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="tailored_cloak")
+    ap.add_argument("--examples", help="the cloak whose TCCE photos make the example picture (default: tailored)")
     ap.add_argument(
         "--universal-file", nargs="*", default=[], help="NAME=PATH: also the universal cloak with this perturbation"
     )
@@ -247,8 +248,9 @@ def main() -> None:
             t0 = time.perf_counter()
             res = run(name, spec, data, readers, clean_reads)
             print(f"{dname} {name}: {time.perf_counter() - t0:.0f} s", flush=True)
-            if dname == "TCCE test" and name == f"tailored:{args.strengths[0]}":
-                examples(data, res, RESULTS / "tailored_examples.png")
+            if dname == "TCCE test" and name == (args.examples or f"tailored:{args.strengths[0]}"):
+                picture = "tailored_examples" if args.out == "tailored_cloak" else f"{args.out}_examples"
+                examples(data, res, RESULTS / f"{picture}.png")
             res.pop("_cloaked")
             all_results[dname].append(res)
             (RESULTS / f"{args.out}.json").write_text(json.dumps(all_results, indent=1))

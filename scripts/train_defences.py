@@ -71,6 +71,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out-dir", type=Path, default=Path("runs/defences"))
     p.add_argument("--ship", action="store_true", help="copy the faat arm to the package as cnn-faat")
+    p.add_argument(
+        "--ship-robust",
+        metavar="ARM",
+        help="ship this arm as cnn-robust, its head balanced on FER+ valid (emocloak.calibration) so no main class "
+        "is ignored",
+    )
+    p.add_argument("--min-recall", type=float, default=0.5, help="--ship-robust: per-class recall asked on valid")
     a = p.parse_args()
     if Path.cwd().resolve() != ROOT:
         sys.exit(f"run from the repository root ({ROOT}): the records name paths relative to it")
@@ -105,6 +112,33 @@ def main() -> None:
         meta["shipped_as"] = "cnn-faat"
         dst.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         print(f"shipped {dst}")
+    if a.ship_robust:
+        ship_robust(a.out_dir / f"{a.ship_robust}.pt", va, te, a.min_recall)
+
+
+def ship_robust(src: Path, valid, test, min_recall: float) -> None:
+    """The arm as `cnn-robust`: balanced on valid, its test accuracy re-measured, the record kept beside it."""
+    from emocloak.calibration import balance, logits_of, recalls
+    from emocloak.labels import LABELS
+    from emocloak.recognizers.registry import load_facenet
+    from emocloak.training import save_weights
+
+    model = load_facenet(src).model
+    balanced = balance(model, valid, min_recall)
+    meta = json.loads(src.with_suffix(".json").read_text())
+    logits = logits_of(model, test)
+    meta.update(
+        shipped_as="cnn-robust",
+        shipped_from=str(src),
+        balance=balanced,
+        test_acc_unbalanced=meta["test_acc"],
+        test_acc=float((logits.argmax(1) == test.labels).mean()),
+        valid_acc=balanced["valid_acc_after"],
+        test_recall={LABELS[i]: round(float(r), 4) for i, r in enumerate(recalls(logits, test.labels))},
+        ship_command=" ".join(["python", *sys.argv]),
+    )
+    save_weights(model, WEIGHTS / "cnn-robust.pt", meta)
+    print(f"shipped {WEIGHTS / 'cnn-robust.pt'}: FER+ test {meta['test_acc']:.4f}, recall {meta['test_recall']}")
 
 
 if __name__ == "__main__":

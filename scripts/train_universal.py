@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with ferplus/ and tcce/")
     p.add_argument("--recognizers", default="cnn", help="comma-separated; the first also finds TCCE faces")
-    p.add_argument("--eps", type=float, default=8, help="L-inf budget in /255")
+    p.add_argument("--eps", type=float, default=None, help="L-inf budget in /255 (default 8; with --strength: its cap)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="Adam step in /255 (default eps/10)")
@@ -78,8 +79,9 @@ def main() -> None:
         choices=list(STRENGTHS),
         default=None,
         help="learn a pattern added under the tailored cloak's perceptual budget of this strength "
-        "(texture-scaled, tapered at the box border; its cap replaces --eps); default: a flat L-inf box",
+        "(texture-scaled, tapered at the box border; --eps replaces its cap); default: a flat L-inf box",
     )
+    p.add_argument("--floor", type=float, default=None, help="with --strength: its budget's share on smooth skin")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -88,7 +90,9 @@ def main() -> None:
     holdout = _holdout(a.data, a.n_holdout, a.seed)
     print(f"{about}; hold-out: {len(holdout)} FER+ valid faces")
     budget = None if a.strength is None else STRENGTHS[a.strength]
-    eps = a.eps / 255 if budget is None else budget.cap
+    if budget is not None:
+        budget = replace(budget, cap=budget.cap if a.eps is None else a.eps / 255, floor=a.floor or budget.floor)
+    eps = (a.eps or 8) / 255 if budget is None else budget.cap
     for target in _targets(a.targets):
         t0 = time.time()
         up = learn_universal(

@@ -20,7 +20,7 @@ def _pixel_delta(up: UniversalPerturbation, faces: np.ndarray) -> np.ndarray:
     h, w = faces.shape[1:3]
     d = resize_delta(up.delta[None], h, w)
     if up.budget is not None:
-        x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255)
+        x = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float().div(255)
         d = d / up.eps * up.budget.at_face_scale(x)
     return (d.permute(0, 2, 3, 1) * 255).numpy().astype(np.float32)
 
