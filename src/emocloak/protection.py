@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,6 +250,37 @@ def protect_outcome(item: Planned, keep_metadata: bool = False, options: dict | 
         return Outcome(item, "failed", message=f"{item.src}: {_why(exc)}", pid=os.getpid())
     except EmocloakError as exc:
         return Outcome(item, "skipped", message=str(exc), pid=os.getpid())
+
+
+def protect_batch(
+    plan: Sequence[Planned],
+    manifest: Manifest,
+    key: str,
+    keep_metadata: bool = False,
+    options: dict | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    threads: int | None = None,
+) -> Iterator[tuple[int, Outcome]]:
+    """Cloak every planned photo, here or on Ray (`emocloak.scale`): (index in plan, outcome), as they finish.
+
+    The same `protect_outcome` cloaks each photo wherever it runs. This process alone writes the
+    manifest: a claim as a photo is handed out, its outputs' hashes once they are all written (with
+    the run's settings `key`), so a rerun skips it. A photo whose worker kept dying comes back failed.
+    """
+    from emocloak.scale import imap, lost
+
+    def jobs() -> Iterator[tuple]:
+        for item in plan:
+            manifest.claim(item)
+            yield item, keep_metadata, options
+
+    for i, res in imap(protect_outcome, jobs(), workers, ray_address, threads):
+        if why := lost(res):
+            res = Outcome(plan[i], "failed", message=f"{plan[i].src}: its worker died ({why})")
+        elif res.status == "done":
+            manifest.finish(res.item, key)
+        yield i, res
 
 
 def _why(exc: BaseException) -> str:

@@ -475,20 +475,11 @@ def _cloak_all(
     ray_address: str | None = None,
     threads: int | None = None,
 ) -> tuple[list[tuple[Path, Path, dict]], int, int]:
-    """Cloak every planned photo with a progress bar: (done, skipped, failed); a bad photo never stops the rest.
-
-    Here or on Ray (emocloak.scale), the same function cloaks each photo; this process alone writes the
-    manifest: a claim as a photo is handed out, its hashes once its cloak and sidecar are written.
-    """
+    """Cloak every planned photo with a progress bar: (done, skipped, failed); a bad photo never stops the rest."""
     from rich.progress import Progress
 
-    from emocloak.protection import protect_outcome
-    from emocloak.scale import imap, lost, on_ray
-
-    def jobs():
-        for item in plan:
-            manifest.claim(item)
-            yield item, keep_metadata, options
+    from emocloak.protection import protect_batch
+    from emocloak.scale import on_ray
 
     done, skips, fails = [], 0, 0
     where = ""
@@ -496,12 +487,8 @@ def _cloak_all(
         where = f" on {workers} Ray workers" if workers > 1 else " on the Ray cluster"
     with Progress(transient=True, console=err) as bar:
         task = bar.add_task("cloaking" + where, total=len(plan))
-        for i, res in imap(protect_outcome, jobs(), workers, ray_address, threads):
-            if why := lost(res):
-                failed(f"{plan[i].src}: its worker died ({why})")
-                fails += 1
-            elif res.status == "done":
-                manifest.finish(res.item, key)
+        for i, res in protect_batch(plan, manifest, key, keep_metadata, options, workers, ray_address, threads):
+            if res.status == "done":
                 done.append((i, res.item.src, res.item.dst, res.info))
             elif res.status == "failed":
                 failed(res.message)

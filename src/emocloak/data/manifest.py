@@ -92,6 +92,7 @@ class Manifest:
 
     def _append(self, line: dict) -> None:
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+        self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, file_mode())
         try:
             os.write(fd, data)
