@@ -229,7 +229,7 @@ WorkersOption = Annotated[
         "--workers",
         "-w",
         min=1,
-        help='Processes that share the run; above 1 runs it on a local Ray instance (pip install -e ".[ray]"). '
+        help='Processes that share the run; above 1 runs it on a local Ray instance (pip install -e ".\\[ray]"). '
         "Same files and numbers as --workers 1 with the same --threads.",
     ),
 ]
@@ -238,7 +238,7 @@ ThreadsOption = Annotated[
     typer.Option(
         "--threads",
         min=1,
-        help="torch threads per photo (per worker on Ray) [here: torch's default; on Ray: 1]. "
+        help="torch threads per photo, per worker on Ray (default: here torch's, on Ray 1). "
         "Floating-point sums depend on it.",
     ),
 ]
