@@ -64,9 +64,10 @@ def run_ways(way_names, fn) -> dict:
     out = {}
     for name in way_names:
         workers, address = WAYS[name]
+        load = os.getloadavg()[0]
         start = start_ray(1 if address else workers) if name != "single process" else 0.0
         try:
-            out[name] = {"ray_start_s": round(start, 2), **fn(workers, address)}
+            out[name] = {"load_avg_1min": round(load, 1), "ray_start_s": round(start, 2), **fn(workers, address)}
         finally:
             stop_ray()
         print(name, out[name], flush=True)
@@ -222,10 +223,12 @@ def _way(workers: int, address) -> str:
 def _table(runs: dict, identical: dict, same: str) -> list[str]:
     """One row per way: wall time, seconds per photo, throughput against the single process, identity."""
     first = runs["single process"]["wall_s"]
-    rows = [f"| way | photos | Ray start (s) | wall (s) | s/photo | throughput vs single | {same} |", "|---" * 7 + "|"]
+    head = f"| way | load avg at start | photos | Ray start (s) | wall (s) | s/photo | throughput vs single | {same} |"
+    rows = [head, "|---" * 8 + "|"]
     for n, x in runs.items():
         rows.append(
-            f"| {n} | {x['photos']} | {x['ray_start_s']} | {x['wall_s']} | {x['s_per_photo']} | "
+            f"| {n} | {x.get('load_avg_1min', '')} | {x['photos']} | {x['ray_start_s']} | {x['wall_s']} | "
+            f"{x['s_per_photo']} | "
             f"{first / x['wall_s']:.2f}x | {identical[n]} |"
         )
     return rows
