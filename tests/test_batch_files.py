@@ -49,7 +49,12 @@ def test_outputs_mirror_the_tree_and_inputs_are_untouched(library, tmp_path, cli
     assert r.returncode == 1, r.stderr  # notes.jpg and the GIF are skipped, the rest done
     assert hashes(library) == before
     made = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
-    assert made == [f"{d}/me.jpg{s}" for d in ("2023", "2024") for s in ("", ".json")] + ["face.png", "face.png.json"]
+    assert made == [".emocloak-manifest.jsonl"] + [
+        f"{d}/me.jpg{s}" for d in ("2023", "2024") for s in ("", ".json")
+    ] + [
+        "face.png",
+        "face.png.json",
+    ]  # the manifest records what is finished, so a rerun resumes
     assert "face.gif" in r.stderr and "also the output of" in r.stderr  # face.gif -> face.png collides
     assert "notes.jpg" in r.stderr and "3 cloaked, 2 skipped, 0 failed" in r.stderr
     side = json.loads((tmp_path / "out" / "2023" / "me.jpg.json").read_text())

@@ -19,12 +19,13 @@ from emocloak.channel import Channel
 from emocloak.data.datasets import PhotoSet, load_dataset
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.images import load_rgb
-from emocloak.errors import DatasetError, ImageError, NoFaceError
+from emocloak.errors import DatasetError, EmocloakError, ImageError, NoFaceError
 from emocloak.labels import LABELS
 from emocloak.metrics.classification import confusion
 from emocloak.metrics.perceptual import image_distances
 from emocloak.metrics.robustness import describe, success, summarise
 from emocloak.recognizers.base import Recognizer
+from emocloak.recognizers.registry import load_recognizer
 
 
 @dataclass
@@ -38,26 +39,9 @@ class Samples:
     source: str = ""
     meta: dict = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # photos that could not be read, each with why
-    _readings: dict = field(default_factory=dict, repr=False)
 
-    def clean_reading(self, rec: Recognizer, channel: Channel | None = None) -> np.ndarray:
-        """A recognizer's predictions on the clean images (optionally through a channel), computed once.
 
-        Benchmarks run many attacks on the same samples; the clean side never changes.
-        """
-        key = (id(rec), str(channel) if channel else "")
-        if key not in self._readings:
-            self._readings[key] = predictions(rec, self.through(channel), self.detect)
-        return self._readings[key]
-
-    def through(self, channel: Channel | None) -> list[np.ndarray]:
-        """The clean images after a channel, computed once per channel however many recognizers read them."""
-        if not channel:
-            return self.images
-        key = ("channel", str(channel))
-        if key not in self._readings:
-            self._readings[key] = [channel(im) for im in self.images]
-        return self._readings[key]
+CHUNK = 32  # images per attack call: the unit of work and of random draws
 
 
 def load_samples(path: str | Path, split: str | None = "test", limit: int | None = None, seed: int = 0) -> Samples:
@@ -92,44 +76,117 @@ def _face_box(rec: Recognizer, image: np.ndarray, detect: bool):
         return None
 
 
-def evaluate(
-    samples: Samples,
-    rec: Recognizer,
+def _load(rec: Recognizer | str) -> Recognizer:
+    """A recognizer object, or one by name (loaded once per process): how work sent elsewhere names it."""
+    return rec if isinstance(rec, Recognizer) else load_recognizer(rec)
+
+
+def chunk_starts(n: int, chunk: int = CHUNK) -> range:
+    """Where each chunk of a run begins: the unit of work, and of randomness, in every way of running it."""
+    return range(0, n, chunk)
+
+
+def evaluate_chunk(
+    images: Sequence[np.ndarray],
+    labels: np.ndarray,
+    names: Sequence[str],
+    detect: bool,
+    rec: Recognizer | str,
     attack: Attack,
     target: int | None = None,
-    transfer: Sequence[Recognizer] = (),
+    transfer: Sequence[Recognizer | str] = (),
     channel: Channel | None = None,
-    chunk: int = 32,
-    progress: bool = True,
-) -> tuple[dict, list[np.ndarray]]:
-    """Run the attack in chunks and measure; returns (report, adversarial images)."""
-    channel = channel or Channel()
-    n = len(samples.images)
-    adv, records = [], []
-    gen = attack.new_generator()  # one stream for the run: equal faces in different chunks get different draws
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{attack.name} on {rec.name}", total=n)
-        for s in range(0, n, chunk):
-            images, labels = samples.images[s : s + chunk], samples.labels[s : s + chunk]
-            out = attack(rec, images, target, samples.detect, labels, generator=gen)
-            for r in out.records:
-                r["index"] += s
-            adv += out.images
-            records += out.records
-            bar.advance(task, len(out.images))
-    labels = samples.labels
-    clean = np.array([r["pred_before"] for r in records])
-    after = np.array([r["pred_after"] for r in records])
-    for r, name, orig, a in zip(records, samples.names, samples.images, adv, strict=True):
+    start: int = 0,
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Attack and measure one chunk of a run (the images from `start` on): (records, adversarial images).
+
+    Everything a record holds is computed here, per image, so that the chunks of a run can go to any
+    worker in any order and the report is the same. Random draws come from the chunk's own generator
+    (`attack.new_generator(start)`): they depend on where the chunk lies in the run, not on who runs it.
+    """
+    rec, transfer, channel = _load(rec), [_load(t) for t in transfer], channel or Channel()
+    out = attack(rec, images, target, detect, labels, generator=attack.new_generator(start))
+    records, adv = out.records, out.images
+    for r, name, orig, a in zip(records, names, images, adv, strict=True):
+        r["index"] += start
         r["name"] = name
         if r["pred_before"] >= 0:  # an image with no face was left as it was: keep it out of the quality stats
-            r.update(image_distances(orig, a, _face_box(rec, orig, samples.detect)))
+            r.update(image_distances(orig, a, _face_box(rec, orig, detect)))
+    clean_seen = [channel(im) for im in images] if channel else images  # once per image, for every recognizer
+    adv_seen = [channel(im) for im in adv] if channel else adv
+    for t in [rec, *transfer]:
+        reading = {}
+        if t is not rec:
+            reading = {"pred_before": predictions(t, images, detect), "pred_after": predictions(t, adv, detect)}
+        if channel:
+            reading["channel_pred_before"] = predictions(t, clean_seen, detect)
+            reading["channel_pred_after"] = predictions(t, adv_seen, detect)
+        for i, r in enumerate(records):
+            slot = r if t is rec else r.setdefault("transfer", {}).setdefault(t.name, {})
+            slot.update({k: int(v[i]) for k, v in reading.items()})
+    return records, adv
+
+
+def evaluate(
+    samples: Samples,
+    rec: Recognizer | str,
+    attack: Attack,
+    target: int | None = None,
+    transfer: Sequence[Recognizer | str] = (),
+    channel: Channel | None = None,
+    chunk: int = CHUNK,
+    progress: bool = True,
+    workers: int = 1,
+    ray_address: str | None = None,
+    threads: int | None = None,
+) -> tuple[dict, list[np.ndarray]]:
+    """Run the attack in chunks and measure; returns (report, adversarial images).
+
+    `workers` > 1 or `ray_address` runs the chunks on Ray (`emocloak.scale`); the report is the same as
+    here with the same torch `threads` (Ray workers: 1 unless given).
+    Recognizers may be given by name, which is how a worker elsewhere loads them (once per process).
+    """
+    from emocloak.scale import imap, lost
+
+    starts = chunk_starts(len(samples.images), chunk)
+    jobs = (
+        (samples.images[s : s + chunk], samples.labels[s : s + chunk], samples.names[s : s + chunk])
+        + (samples.detect, rec, attack, target, tuple(transfer), channel, s)
+        for s in starts
+    )
+    parts: dict[int, tuple[list[dict], list[np.ndarray]]] = {}
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{attack.name} on {_load(rec).name}", total=len(samples.images))
+        for i, part in imap(evaluate_chunk, jobs, workers, ray_address, threads):
+            if why := lost(part):
+                raise EmocloakError(f"chunk {i + 1} of {len(starts)} could not be finished: {why}")
+            parts[i] = part
+            bar.advance(task, len(part[1]))
+    records = [r for i in range(len(starts)) for r in parts[i][0]]
+    adv = [a for i in range(len(starts)) for a in parts[i][1]]
+    transfer_names = [_load(t).name for t in transfer]
+    summary = summarise_run(records, samples, _load(rec).name, attack, target, transfer_names, channel)
+    return {"summary": summary, "records": records}, adv
+
+
+def summarise_run(
+    records: list[dict],
+    samples: Samples,
+    rec_name: str,
+    attack: Attack,
+    target: int | None,
+    transfer: Sequence[str],
+    channel: Channel | None,
+) -> dict:
+    """The report's summary, from the per-image records alone (however the chunks were run)."""
+    labels = samples.labels
+    clean, after = (np.array([r[k] for r in records]) for k in ("pred_before", "pred_after"))
     cloaked = [r for r in records if r["pred_before"] >= 0]
     summary = {
-        "recognizer": rec.name,
+        "recognizer": rec_name,
         "attack": repr(attack),
         "target": None if target is None else LABELS[target],
-        "n": n,
+        "n": len(records),
         "skipped": list(samples.skipped),
         "detect_faces": samples.detect,
         **summarise(labels, clean, after, target),
@@ -142,39 +199,24 @@ def evaluate(
         "seconds_per_image": describe([r["seconds"] for r in records]),
         "confusion": {"clean": confusion(labels, clean).tolist(), "attacked": confusion(labels, after).tolist()},
     }
-    adv_seen = [channel(im) for im in adv] if channel else adv  # once per image, for every recognizer
     if channel:
-        ch_clean = samples.clean_reading(rec, channel)
-        ch_after = predictions(rec, adv_seen, samples.detect)
-        for r, c, a in zip(records, ch_clean, ch_after, strict=True):
-            r["channel_pred_before"], r["channel_pred_after"] = int(c), int(a)
+        ch_clean, ch_after = (np.array([r[k] for r in records]) for k in ("channel_pred_before", "channel_pred_after"))
         summary["channel"] = {
             "spec": str(channel),
             **summarise(labels, ch_clean, ch_after, target),
             "confusion": confusion(labels, ch_after).tolist(),
         }
     if transfer:
-        summary["transfer"] = {t.name: _transfer(t, samples, adv, adv_seen, target, channel, records) for t in transfer}
-    return {"summary": summary, "records": records}, adv
+        summary["transfer"] = {name: _transfer(name, records, labels, target, channel) for name in transfer}
+    return summary
 
 
-def _transfer(
-    rec: Recognizer,
-    samples: Samples,
-    adv: list[np.ndarray],
-    adv_seen: list[np.ndarray],
-    target: int | None,
-    channel: Channel,
-    records: list[dict],
-) -> dict:
+def _transfer(name: str, records: list[dict], labels: np.ndarray, target: int | None, channel: Channel | None) -> dict:
     """The same cloaked images read by a recognizer the attack never used."""
-    clean = samples.clean_reading(rec)
-    after = predictions(rec, adv, samples.detect)
-    for r, c, a in zip(records, clean, after, strict=True):
-        r.setdefault("transfer", {})[rec.name] = {"pred_before": int(c), "pred_after": int(a)}
-    out = summarise(samples.labels, clean, after, target)
+    reads = [r["transfer"][name] for r in records]
+    clean, after = (np.array([t[k] for t in reads]) for k in ("pred_before", "pred_after"))
+    out = summarise(labels, clean, after, target)
     if channel:
-        ch_after = predictions(rec, adv_seen, samples.detect)
-        ch_clean = samples.clean_reading(rec, channel)
+        ch_clean, ch_after = (np.array([t[k] for t in reads]) for k in ("channel_pred_before", "channel_pred_after"))
         out["channel_success_rate"] = float(success(ch_after, ch_clean, target).mean())
     return out

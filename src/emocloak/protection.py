@@ -8,7 +8,9 @@ that, not the array in memory, is what a platform's recognizer will read.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from PIL import Image
 
 from emocloak.data.files import OutputError, Planned, atomic_write, plan_outputs, write_text_atomic
 from emocloak.data.images import ImageLike, as_rgb, load_rgb, open_image
+from emocloak.data.manifest import Manifest
+from emocloak.errors import EmocloakError
 from emocloak.faces.detect import Box, crop
 from emocloak.labels import LABELS, label_index
 from emocloak.metrics.perceptual import image_distances, ssim
@@ -197,10 +201,94 @@ def output_names(rel: Path) -> tuple[Path, Path]:
 
 
 def plan_protect(
-    files: Sequence[Path], roots: Sequence[Path], out_dir: Path, overwrite: bool = False
+    files: Sequence[Path],
+    roots: Sequence[Path],
+    out_dir: Path,
+    overwrite: bool = False,
+    manifest: Manifest | None = None,
 ) -> tuple[list[Planned], list[tuple[Path, str]]]:
-    """Every cloak and sidecar of a run, mirroring the input folders, checked before any work."""
-    return plan_outputs(files, roots, out_dir, output_names, overwrite)
+    """Every cloak and sidecar of a run, mirroring the input folders, checked before any work.
+
+    With the output folder's `manifest`, outputs an earlier run started and never finished may be replaced.
+    """
+    return plan_outputs(files, roots, out_dir, output_names, overwrite, manifest and manifest.unfinished)
+
+
+def plan_resume(
+    files: Sequence[Path], roots: Sequence[Path], out_dir: Path, overwrite: bool, manifest: Manifest, key: str
+) -> tuple[list[Planned], list[tuple[Path, str]], list[Planned]]:
+    """`plan_protect` for a run that may be a rerun: (to do, refused, already finished with these settings).
+
+    An input counts as finished when the manifest holds its cloak and sidecar, byte for byte as written,
+    from a run with the same settings (`key`); it is neither redone nor refused.
+    """
+    everything, _ = plan_protect(files, roots, out_dir, overwrite=True)  # only to name every input's outputs
+    finished = [p for p in everything if manifest.complete(p, key)]
+    done = {p.src for p in finished}
+    plan, refused = plan_protect([f for f in files if f not in done], roots, out_dir, overwrite, manifest)
+    return plan, refused, finished
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one planned photo, as it travels back from wherever it was cloaked."""
+
+    item: Planned
+    status: str  # "done", "skipped" (the photo itself: unreadable, no face) or "failed" (e.g. not written)
+    info: dict | None = None
+    message: str = ""
+    pid: int = 0  # the process that cloaked it (benchmarks kill workers by it)
+
+
+def protect_outcome(item: Planned, keep_metadata: bool = False, options: dict | None = None) -> Outcome:
+    """`protect_planned(item, keep_metadata, **options)` for a batch: a problem with this photo is its
+    outcome, not an exception. It is what each worker runs, so a photo is cloaked the same way anywhere."""
+    try:
+        _, info = protect_planned(item, keep_metadata, **(options or {}))
+        return Outcome(item, "done", info, pid=os.getpid())
+    except (OutputError, OSError, MemoryError) as exc:
+        return Outcome(item, "failed", message=f"{item.src}: {_why(exc)}", pid=os.getpid())
+    except EmocloakError as exc:
+        return Outcome(item, "skipped", message=str(exc), pid=os.getpid())
+
+
+def protect_batch(
+    plan: Sequence[Planned],
+    manifest: Manifest,
+    key: str,
+    keep_metadata: bool = False,
+    options: dict | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    threads: int | None = None,
+) -> Iterator[tuple[int, Outcome]]:
+    """Cloak every planned photo, here or on Ray (`emocloak.scale`): (index in plan, outcome), as they finish.
+
+    The same `protect_outcome` cloaks each photo wherever it runs. This process alone writes the
+    manifest: a claim as a photo is handed out, its outputs' hashes once they are all written (with
+    the run's settings `key`), so a rerun skips it. A photo whose worker kept dying comes back failed.
+    """
+    from emocloak.scale import imap, lost
+
+    def jobs() -> Iterator[tuple]:
+        for item in plan:
+            manifest.claim(item)
+            yield item, keep_metadata, options
+
+    for i, res in imap(protect_outcome, jobs(), workers, ray_address, threads):
+        if why := lost(res):
+            res = Outcome(plan[i], "failed", message=f"{plan[i].src}: its worker died ({why})")
+        elif res.status == "done":
+            manifest.finish(res.item, key)
+        yield i, res
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this photo"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return str(exc)
 
 
 def save_photo(cloaked: np.ndarray, src: Path, dst: Path, keep_metadata: bool = False) -> Path:

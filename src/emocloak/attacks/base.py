@@ -94,13 +94,18 @@ class Attack(ABC):
             check_number("seed", seed, 0, math.inf, whole=True)
         self.seed = seed
 
-    def new_generator(self) -> torch.Generator:
-        """The run's one source of randomness: seeded from `seed`, or from the OS when seed is None."""
+    def new_generator(self, stream: int = 0) -> torch.Generator:
+        """A source of randomness seeded from `seed` (from the OS when seed is None).
+
+        `stream` names a part of a run (evaluate: where a chunk starts), so each part draws the same
+        numbers whichever worker runs it and in whatever order; stream 0 is seeded with `seed` itself.
+        """
         gen = torch.Generator()
         if self.seed is None:
             gen.seed()
         else:
-            gen.manual_seed(self.seed)
+            part = int(np.random.SeedSequence([self.seed, stream]).generate_state(1)[0])
+            gen.manual_seed(self.seed if stream == 0 else part)
         return gen
 
     def params(self) -> dict:

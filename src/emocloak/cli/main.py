@@ -61,6 +61,12 @@ def _inputs(photos: list[Path] | None, demo: bool) -> list[Path]:
         raise  # unreachable
 
 
+def _model_name(name: str) -> str:
+    """A recognizer name checked by loading it (cached); a weights file by its full path, for workers."""
+    _recognizer(name)
+    return str(Path(name).resolve()) if Path(name).is_file() else name
+
+
 def _recognizer(name: str) -> emocloak.Recognizer:
     try:
         return emocloak.load_recognizer(name)
@@ -217,6 +223,46 @@ def _out_dir(path: Path, overwrite: bool) -> Path:
         fail(f"--out: {exc}")
 
 
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        help='Processes that share the run; above 1 runs it on a local Ray instance (pip install -e ".\\[ray]"). '
+        "Same files and numbers as --workers 1 with the same --threads.",
+    ),
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="torch threads per photo, per worker on Ray (default: here torch's, on Ray 1). "
+        "Floating-point sums depend on it.",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting one; every node needs "
+        "emocloak and the same paths.",
+    ),
+]
+
+
+def _check_scale(workers: int, ray_address: str | None) -> None:
+    """Without Ray, --workers above 1 says in one line how to get it, before any work."""
+    from emocloak.scale import on_ray, require_ray
+
+    if on_ray(workers, ray_address):
+        try:
+            require_ray()
+        except EmocloakError as exc:
+            fail(str(exc))
+
+
 @app.command()
 def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Dataset: FER+ folder, manifest CSV/folder, class folders.")],
@@ -235,19 +281,27 @@ def evaluate(
     examples: Annotated[
         bool, typer.Option("--examples/--no-examples", help="Include the example grid (it shows the photos).")
     ] = True,
+    workers: WorkersOption = 1,
+    ray_address: RayAddressOption = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Attack a recognizer on a dataset; write report.json, figures and a self-contained report.html."""
     from emocloak.evaluation import evaluate as run_evaluation
     from emocloak.reports.outputs import write_outputs
 
+    _check_scale(workers, ray_address)
     atk, tgt, chan = _parse_attack(attack, seed), _parse_target(target), _parse_channel(channel)
     _out_dir(out_dir, overwrite)  # refuse before the long run, not after it
-    rec = _recognizer(recognizer)
-    others = [_recognizer(n) for n in _transfer_names(transfer_to)]
+    names = [_model_name(n) for n in [recognizer, *_transfer_names(transfer_to)]]  # workers load them by name
     samples = _samples(data, split, limit, seed)
     for why in samples.skipped:
         skipped(why)
-    report, adv = run_evaluation(samples, rec, atk, tgt, others, chan, progress=True)
+    try:
+        report, adv = run_evaluation(
+            samples, names[0], atk, tgt, names[1:], chan, workers=workers, ray_address=ray_address, threads=threads
+        )
+    except EmocloakError as exc:  # e.g. a chunk whose worker kept dying
+        fail(str(exc))
     report["summary"].update(attack_spec=attack, dataset=str(data), split=split)
     try:
         paths = write_outputs(report, samples, adv, out_dir, overwrite=overwrite, examples=examples)
@@ -316,19 +370,38 @@ def protect(
     demo: Annotated[bool, typer.Option("--demo", help="Cloak the shipped sample photo.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier outputs in --out.")] = False,
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Keep EXIF (GPS included).")] = False,
+    workers: WorkersOption = 1,
+    ray_address: RayAddressOption = None,
+    threads: ThreadsOption = None,
 ) -> None:
-    """Cloak photos so that emotion recognizers misread them; inputs are never modified."""
-    names = _transfer_names(recognizer) if recognizer else None
+    """Cloak photos so that emotion recognizers misread them; inputs are never modified.
+
+    A rerun into the same --out skips photos already cloaked with the same settings (a manifest there
+    records them), so a stopped run over a photo library goes on where it was.
+    """
+    from emocloak.data.manifest import MANIFEST_NAME, fingerprint
+
+    _check_scale(workers, ray_address)
+    names = [_model_name(n) for n in _transfer_names(recognizer)] if recognizer else None
     options = _cloak_options(method, names, chain, target, seed, jpeg, perturbation, min_ssim, local, strength)
     if not photos and not demo:
         fail("no photos given: name photos or folders to cloak (or pass --demo to try the shipped sample)")
     if out_dir is None and not demo:
         fail("--out/-o is required: the folder for cloaked copies")
     files = _inputs(photos, demo)
-    plan, refused = _plan(files, [] if demo else list(photos or []), out_dir or Path("protected"), overwrite)
+    out_dir = out_dir or Path("protected")
+    key = fingerprint({**options, "keep_metadata": keep_metadata})
+    plan, refused, finished, manifest = _plan(files, [] if demo else list(photos or []), out_dir, overwrite, key)
     for _, why in refused:
         skipped(why)
-    done, skips, fails = _cloak_all(plan, keep_metadata, options)
+    if finished:
+        err.print(
+            f"resuming: {len(finished)} photo(s) already cloaked with these settings in {out_dir} "
+            f"({MANIFEST_NAME}); not redone",
+            highlight=False,
+            soft_wrap=True,
+        )
+    done, skips, fails = _cloak_all(plan, keep_metadata, options, manifest, key, workers, ray_address, threads)
     _report_cloaks(done, str(options["method"]), local)
     finish_batch(len(files), len(refused) + skips, fails, "cloaked")
 
@@ -372,51 +445,59 @@ def _cloak_options(
     return dict(method=method, chain=chain, target=target, recognizers=names, seed=seed, jpeg=jpeg, **extra)
 
 
-def _plan(files: list[Path], roots: list[Path], out_dir: Path, overwrite: bool):
-    """Every output decided and checked before any work; a folder that cannot take them stops the run here."""
+def _plan(files: list[Path], roots: list[Path], out_dir: Path, overwrite: bool, key: str):
+    """Every output decided and checked before any work; a folder that cannot take them stops the run here.
+
+    (to do, refused, finished by an earlier run with the same settings, the folder's manifest)
+    """
     from emocloak.data.files import SIDECAR_BYTES, check_free_space, check_writable_dir
-    from emocloak.protection import plan_protect
+    from emocloak.data.manifest import Manifest
+    from emocloak.protection import plan_resume
 
     try:
         check_writable_dir(out_dir)
-        plan, refused = plan_protect(files, roots, out_dir, overwrite)
+        manifest = Manifest(out_dir)
+        plan, refused, finished = plan_resume(files, roots, out_dir, overwrite, manifest, key)
         check_free_space(out_dir, sum(p.src.stat().st_size + SIDECAR_BYTES for p in plan))
     except (EmocloakError, OSError) as exc:
         fail(f"-o {out_dir}: {exc}")
         raise  # unreachable
-    return plan, refused
+    return plan, refused, finished, manifest
 
 
-def _cloak_all(plan, keep_metadata: bool, options: dict) -> tuple[list[tuple[Path, Path, dict]], int, int]:
+def _cloak_all(
+    plan,
+    keep_metadata: bool,
+    options: dict,
+    manifest,
+    key: str,
+    workers: int = 1,
+    ray_address: str | None = None,
+    threads: int | None = None,
+) -> tuple[list[tuple[Path, Path, dict]], int, int]:
     """Cloak every planned photo with a progress bar: (done, skipped, failed); a bad photo never stops the rest."""
     from rich.progress import Progress
 
-    from emocloak.data.files import OutputError
-    from emocloak.protection import protect_planned
+    from emocloak.protection import protect_batch
+    from emocloak.scale import on_ray
 
     done, skips, fails = [], 0, 0
+    where = ""
+    if on_ray(workers, ray_address):
+        where = f" on {workers} Ray workers" if workers > 1 else " on the Ray cluster"
     with Progress(transient=True, console=err) as bar:
-        task = bar.add_task("cloaking", total=len(plan))
-        for item in plan:
-            try:
-                dst, info = protect_planned(item, keep_metadata, **options)
-                done.append((item.src, dst, info))
-            except (OutputError, OSError, MemoryError) as exc:
-                failed(f"{item.src}: {_why(exc)}")
+        task = bar.add_task("cloaking" + where, total=len(plan))
+        for i, res in protect_batch(plan, manifest, key, keep_metadata, options, workers, ray_address, threads):
+            if res.status == "done":
+                done.append((i, res.item.src, res.item.dst, res.info))
+            elif res.status == "failed":
+                failed(res.message)
                 fails += 1
-            except EmocloakError as exc:  # the photo itself: unreadable, no face
-                skipped(exc)
+            else:
+                skipped(res.message)
                 skips += 1
             bar.advance(task)
-    return done, skips, fails
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "not enough memory for this photo"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-    return str(exc)
+    return [d[1:] for d in sorted(done, key=lambda d: d[0])], skips, fails
 
 
 def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool) -> None:

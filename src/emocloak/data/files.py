@@ -118,13 +118,16 @@ def plan_outputs(
     out_dir: Path,
     outputs_for: Callable[[Path], tuple[Path, ...]],
     overwrite: bool = False,
+    unfinished: Callable[[Path], bool] | None = None,
 ) -> tuple[list[Planned], list[tuple[Path, str]]]:
     """Every output of a run, decided before any work: (planned, [(input, why it is skipped)]).
 
     Outputs mirror the input folder tree below `out_dir` (`outputs_for` maps the relative path to
     the output files). An input whose outputs would land on any input, or on another input's
     outputs, is refused; an existing output is replaced only with `overwrite`, and an input of
-    this run never is. Inputs inside `out_dir` (earlier outputs) are not cloaked again.
+    this run never is. Inputs inside `out_dir` (earlier outputs) are not cloaked again. `unfinished(first
+    output)` says an input's outputs were started and never finished by an earlier run (the resume
+    manifest): those are replaced as if with `overwrite`.
     """
     out_res = out_dir.resolve()
     roots = [r.resolve() for r in roots if r.is_dir()]
@@ -137,6 +140,7 @@ def plan_outputs(
             skipped.append((src, f"{src}: inside the output folder {out_dir} (an earlier output?)"))
             continue
         outputs = tuple(out_dir / o for o in outputs_for(relative_name(src.resolve(), roots)))
+        replace = overwrite or (unfinished is not None and unfinished(outputs[0]))
         why = None
         for o in outputs:
             r = o.resolve()
@@ -144,7 +148,7 @@ def plan_outputs(
                 why = f"{src}: its output {o} would replace the input {r}; choose another -o folder"
             elif r in claimed:
                 why = f"{src}: its output {o} is also the output of {claimed[r]}; cloak them into separate folders"
-            elif o.exists() and (o.is_dir() or not overwrite):
+            elif o.exists() and (o.is_dir() or not replace):
                 why = f"{src}: {o} exists; pass --overwrite to replace it" + (" (it is a folder)" if o.is_dir() else "")
             if why:
                 break
