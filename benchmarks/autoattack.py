@@ -39,6 +39,7 @@ import torch
 
 import emocloak
 from emocloak.attacks import make_attack
+from emocloak.attacks.art_bridge import art_apgd_ce
 from emocloak.attacks.evasion.autoattack import AutoAttack, on_grid
 from emocloak.data.ferplus import load_ferplus
 from emocloak.metrics.robustness import wilson
@@ -98,18 +99,23 @@ def run_chunk(rec: Recognizer, x: torch.Tensor, y: torch.Tensor, eps: int, versi
     }
 
 
-def square_chunk(rec: Recognizer, x: torch.Tensor, y: torch.Tensor, a) -> dict:
-    """Square alone (the standard version's settings) on faces read correctly when clean."""
-    eps, seed = a.square_eps, a.seed
-    aa = AutoAttack(eps=eps / 255, seed=seed)
+def alone_chunk(kind: str, rec: Recognizer, x: torch.Tensor, y: torch.Tensor, eps: int, seed: int) -> dict:
+    """One attack alone on the faces read correctly when clean: `square` (the standard version's settings)
+    or `art-apgd-ce` (ART 1.20.1's AutoProjectedGradientDescent, cross-entropy, 1 restart, 100 iterations,
+    first step 2*eps as the authors'), to set beside our APGD-CE stage."""
     ok = torch.from_numpy(correct(rec, x, y))
+    adv = x.clone()
     c0 = time.process_time()
     with torch.random.fork_rng(devices=[]):
-        square = aa.reference_attacks(rec, 8, seed)["square"]
-        adv = x.clone()
-        if ok.any():
-            adv[ok] = on_grid(x[ok], square.perturb(x[ok], y[ok]).detach(), eps / 255)
-    return {"square_correct": correct(rec, adv, y).tolist(), "cpu_seconds": time.process_time() - c0}
+        torch.manual_seed(seed)
+        np.random.seed(seed)  # ART draws its random start from numpy's global RNG
+        if ok.any() and kind == "square":
+            square = AutoAttack(eps=eps / 255, seed=seed).reference_attacks(rec, 8, seed)["square"]
+            adv[ok] = square.perturb(x[ok], y[ok]).detach()
+        elif ok.any():
+            adv[ok] = torch.from_numpy(art_apgd_ce(rec, x[ok].numpy(), y[ok].numpy(), eps / 255))
+    correct_after = correct(rec, on_grid(x, adv, eps / 255), y)
+    return {"correct": correct_after.tolist(), "cpu_seconds": time.process_time() - c0}
 
 
 def cached(path: Path, out: dict) -> dict:
@@ -170,9 +176,9 @@ def flags(table: dict, square: dict) -> list[str]:
             if by_eps[b]["autoattack"]["acc"] > by_eps[a]["autoattack"]["acc"] + ALPHA:
                 out.append(f"{model}: eps-rising: AutoAttack accuracy higher at eps {b} than at eps {a}")
         s = square.get(model)
-        if s and s["square_alone"] < s["apgd_ce"] - ALPHA:
+        if s and s["alone"] < s["apgd_ce"] - ALPHA:
             out.append(
-                f"{model} eps {s['eps']}: square-alone: Square alone {100 * s['square_alone']:.1f} < "
+                f"{model} eps {s['eps']}: square-alone: Square alone {100 * s['alone']:.1f} < "
                 f"APGD-CE {100 * s['apgd_ce']:.1f} on the first {s['n']} faces"
             )
     return out
@@ -182,7 +188,24 @@ def _p(r: dict) -> str:
     return f"{100 * r['acc']:.1f} [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
 
 
-def render(table: dict, square: dict, warn: list[str], commands: list[str], args: argparse.Namespace) -> str:
+def alone_table(rows: dict, what: str, title: str) -> list[str]:
+    if not rows:
+        return []
+    out = ["", f"## {title}", "", "Accuracy % (95% Wilson interval) on the first n faces of the order.", ""]
+    out += [
+        f"| model | eps | n | our APGD-CE stage % | {what} alone % | {what} CPU s/face |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, r in rows.items():
+        k_ours, k_alone = round(r["apgd_ce"] * r["n"]), round(r["alone"] * r["n"])
+        out.append(
+            f"| `{model}` | {r['eps']} | {r['n']} | {_p(_interval(k_ours, r['n']))} | "
+            f"{_p(_interval(k_alone, r['n']))} | {r['cpu_seconds_per_face']:.2f} |"
+        )
+    return out
+
+
+def render(table: dict, square: dict, art: dict, warn: list[str], commands: list[str], args) -> str:
     out = [
         "# AutoAttack: robust accuracy of the shipped recognizers (FER+ test)",
         "",
@@ -213,13 +236,8 @@ def render(table: dict, square: dict, warn: list[str], commands: list[str], args
                 f"| `{model}` | {e} | {r['n']} | {' | '.join(cells)} | {_p(r['pgd20'])} | "
                 f"{r['cpu_seconds_per_face']:.2f} | {r['pgd_cpu_seconds_per_face']:.2f} | {r['seconds_per_face']:.2f} |"
             )
-    out += ["", f"## Square alone (eps {args.square_eps}, first faces of the order) vs APGD-CE alone", ""]
-    out += ["| model | n | APGD-CE alone % | Square alone % | Square CPU s/face |", "|---|---|---|---|---|"]
-    for model, s in square.items():
-        out.append(
-            f"| `{model}` | {s['n']} | {100 * s['apgd_ce']:.1f} | {100 * s['square_alone']:.1f} | "
-            f"{s['cpu_seconds_per_face']:.2f} |"
-        )
+    out += alone_table(square, "Square", "Square alone (5,000 queries), the gradient-masking check")
+    out += alone_table(art, "ART APGD-CE", "ART 1.20.1's APGD-CE on the same faces, the cross-check of our first stage")
     out += ["", "## Gradient-masking flags", ""]
     out += [f"- {w}" for w in warn] if warn else ["None raised."]
     return "\n".join(out) + "\n"
@@ -235,7 +253,7 @@ def prefix(parts: list[dict | None]) -> list[dict]:
     return done
 
 
-def model_rows(rec: Recognizer | None, cache: Path, x: torch.Tensor, y: torch.Tensor, eps: int, a, command: str):
+def model_rows(rec: Recognizer | None, cache: Path, x: torch.Tensor, y: torch.Tensor, eps: int, a) -> list[dict]:
     """Per-face chunk results for one model and eps, computed where missing (rec None: cache only)."""
     parts = []
     for s, e in chunks(len(x), a.chunk):
@@ -243,7 +261,7 @@ def model_rows(rec: Recognizer | None, cache: Path, x: torch.Tensor, y: torch.Te
         if path.exists() or rec is None:
             parts.append(json.loads(path.read_text()) if path.exists() else None)
             continue
-        part = run_chunk(rec, x[s:e], y[s:e], eps, a.version, a.seed + s) | {"command": command}
+        part = run_chunk(rec, x[s:e], y[s:e], eps, a.version, a.seed + s) | {"command": a.command}
         parts.append(cached(path, part))
         still = sum(f >= len(part["stages"]) for f in part["fooled_at"])
         print(
@@ -254,21 +272,25 @@ def model_rows(rec: Recognizer | None, cache: Path, x: torch.Tensor, y: torch.Te
     return prefix(parts)
 
 
-def square_row(rec: Recognizer | None, cache: Path, x: torch.Tensor, y: torch.Tensor, a) -> dict | None:
-    """Square alone next to APGD-CE alone on the first faces (those of the first chunk)."""
-    n = min(a.square_faces, a.chunk, len(x))
-    path = cache / "square-alone" / f"eps{a.square_eps}-0-{n}.json"
-    first = cache / a.version / f"eps{a.square_eps}" / f"0-{min(a.chunk, len(x))}.json"
+def alone_row(kind: str, rec: Recognizer | None, cache: Path, x, y, a, eps: int, faces: int) -> dict | None:
+    """An attack alone next to our APGD-CE stage on the same first faces (those of the first chunk)."""
+    n = min(faces, a.chunk, len(x))
+    path = cache / f"{kind}-alone" / f"eps{eps}-0-{n}.json"
+    first = cache / a.version / f"eps{eps}" / f"0-{min(a.chunk, len(x))}.json"
     if not first.exists() or (rec is None and not path.exists()):
         return None
-    sq = json.loads(path.read_text()) if path.exists() else cached(path, square_chunk(rec, x[:n], y[:n], a))
+    if path.exists():
+        alone = json.loads(path.read_text())
+    else:
+        alone = cached(path, alone_chunk(kind, rec, x[:n], y[:n], eps, a.seed) | {"command": a.command})
+        print(f"{rec.name} {kind} alone eps {eps}: {100 * np.mean(alone['correct']):.1f}% correct", flush=True)
     fooled = np.array(json.loads(first.read_text())["fooled_at"][:n])
     return {
-        "eps": a.square_eps,
+        "eps": eps,
         "n": n,
-        "square_alone": float(np.mean(sq["square_correct"])),
+        "alone": float(np.mean(alone["correct"])),
         "apgd_ce": float(np.mean(fooled > 0)),
-        "cpu_seconds_per_face": sq["cpu_seconds"] / n,
+        "cpu_seconds_per_face": alone["cpu_seconds"] / n,
     }
 
 
@@ -292,6 +314,8 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=64, help="faces per cached chunk")
     p.add_argument("--square-faces", type=int, default=64, help="faces Square alone runs on, <= chunk (0: none)")
     p.add_argument("--square-eps", type=int, default=4)
+    p.add_argument("--art-faces", type=int, default=0, help="faces ART's APGD-CE cross-checks ours on (0: none)")
+    p.add_argument("--art-eps", type=int, default=4)
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "autoattack")
     p.add_argument("--report-only", action="store_true", help="write the results from the cache, attack nothing")
     p.add_argument("--seed", type=int, default=0)
@@ -303,25 +327,28 @@ def main() -> None:
     order = np.random.default_rng(a.seed).permutation(len(test))[: a.limit]
     x = torch.from_numpy(test.images[order]).float().div(255).unsqueeze(1).repeat(1, 3, 1, 1)
     y = torch.from_numpy(test.labels[order]).long()
-    command = " ".join(["nice -n 10 python", *sys.argv])
-    table, square, commands = {}, {}, {}
+    a.command = " ".join(["nice -n 10 python", *sys.argv])
+    table, square, art, commands = {}, {}, {}, {}
     for name in dict.fromkeys([*a.models, *extra]):
         cache = a.runs / model_key(name, extra)
         rec = None if a.report_only else load(name, extra)
         for eps in a.eps:
-            done = model_rows(rec, cache, x, y, eps, a, command)
+            done = model_rows(rec, cache, x, y, eps, a)
             if done:
                 commands.update(dict.fromkeys(d.get("command", "?") for d in done))
                 table.setdefault(name, {})[eps] = summarise(done)
-        if a.square_faces and (row := square_row(rec, cache, x, y, a)):
+        if a.square_faces and (row := alone_row("square", rec, cache, x, y, a, a.square_eps, a.square_faces)):
             square[name] = row
+        if a.art_faces and (row := alone_row("art-apgd-ce", rec, cache, x, y, a, a.art_eps, a.art_faces)):
+            art[name] = row
     warn = flags(table, square)
     for w in warn:
         print("FLAG", w, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    report = {"args": {k: str(v) for k, v in vars(a).items()}, "table": table, "square_alone": square, "flags": warn}
+    report = {"args": {k: str(v) for k, v in vars(a).items()}, "table": table, "square_alone": square, "art": art}
+    report["flags"] = warn
     (RESULTS / "autoattack.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / "autoattack.md").write_text(render(table, square, warn, list(commands), a))
+    (RESULTS / "autoattack.md").write_text(render(table, square, art, warn, list(commands), a))
 
 
 if __name__ == "__main__":
