@@ -279,10 +279,15 @@ def model_rows(rec: Recognizer | None, cache: Path, x: torch.Tensor, y: torch.Te
 
 
 def alone_row(kind: str, rec: Recognizer | None, cache: Path, x, y, a, eps: int, faces: int) -> dict | None:
-    """An attack alone next to our APGD-CE stage on the same first faces (those of the first chunk)."""
+    """An attack alone next to our APGD-CE stage on the same first faces (those of the first chunk).
+    With rec None (--report-only): the largest cached run on at most that many faces."""
     n = min(faces, a.chunk, len(x))
     path = cache / f"{kind}-alone" / f"eps{eps}-0-{n}.json"
     first = cache / a.version / f"eps{eps}" / f"0-{min(a.chunk, len(x))}.json"
+    if rec is None and not path.exists():
+        sizes = [int(f.stem.rsplit("-", 1)[1]) for f in path.parent.glob(f"eps{eps}-0-*.json")]
+        n = max((k for k in sizes if k <= n), default=0)
+        path = cache / f"{kind}-alone" / f"eps{eps}-0-{n}.json"
     if not first.exists() or (rec is None and not path.exists()):
         return None
     if path.exists():
@@ -294,6 +299,7 @@ def alone_row(kind: str, rec: Recognizer | None, cache: Path, x, y, a, eps: int,
     return {
         "eps": eps,
         "n": n,
+        "command": alone.get("command", "?"),
         "alone": float(np.mean(alone["correct"])),
         "apgd_ce": float(np.mean(fooled > 0)),
         "cpu_seconds_per_face": alone["cpu_seconds"] / n,
@@ -349,6 +355,7 @@ def main() -> None:
             square[name] = row
         if a.art_faces and (row := alone_row("art-apgd-ce", rec, cache, x, y, a, a.art_eps, a.art_faces)):
             art[name] = row
+    commands.update(dict.fromkeys(r["command"] for r in [*square.values(), *art.values()]))
     warn = flags(table, square, robust)
     for w in warn:
         print("FLAG", w, flush=True)
