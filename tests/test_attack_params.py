@@ -30,6 +30,11 @@ from emocloak.attacks.registry import make_attack
         ("fgsm:eps=abc", "eps must be a number"),
         ("universal:eps=65", "eps=65/255 out of range"),
         ("pgd:seed=-1", "seed=-1 out of range"),
+        ("autoattack:eps=0", "eps=0/255 out of range"),
+        ("autoattack:eps=abc", "eps must be a number"),
+        ("autoattack:version=plus", "version='plus' invalid; valid: standard, fast"),
+        ("autoattack:norm=2", "valid: inf"),
+        ("autoattack:steps=5", "autoattack has no parameter 'steps'"),
     ],
 )
 def test_bad_spec_values_are_refused_with_the_reason(spec, message):

@@ -29,3 +29,12 @@ def test_distances_match_skimage_and_float_formulas():
     assert abs(d["psnr"] - peak_signal_noise_ratio(a, b, data_range=255)) < 1e-9
     assert d["linf"] == np.abs(diff).max() * 255 and abs(d["l2"] - np.sqrt((diff**2).sum())) < 1e-9
     assert psnr(a, a) == float("inf")
+
+
+def test_wilson_interval_textbook_values():
+    from emocloak.metrics.robustness import wilson
+
+    lo, hi = wilson(8, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)  # Wilson (1927) / Newcombe (1998), 95%
+    assert wilson(0, 32)[0] == 0 and 0.10 < wilson(0, 32)[1] < 0.11  # never below 0 or above 1
+    assert wilson(32, 32)[1] == 1

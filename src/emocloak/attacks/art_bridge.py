@@ -1,6 +1,6 @@
 """The Adversarial Robustness Toolbox as a reference: wrap a recognizer's differentiable path for ART.
 
-Used to cross-check our PGD and UAP against ART's on the same model and faces;
+Used to cross-check our PGD, UAP and AutoAttack's APGD-CE against ART's on the same model and faces;
 ART is a test/benchmark dependency only.
 """
 
@@ -61,3 +61,22 @@ def art_pgd(
         verbose=False,
     )
     return attack.generate(x)
+
+
+def art_apgd_ce(rec: Recognizer, x: np.ndarray, y: np.ndarray, eps: float, batch_size: int = 64) -> np.ndarray:
+    """ART's AutoProjectedGradientDescent on crops x against labels y, set as AutoAttack's first stage
+    (cross-entropy, L-inf, 1 restart, 100 iterations, first step 2*eps): the cross-check of our APGD-CE.
+    Its random start comes from numpy's global RNG."""
+    from art.attacks.evasion import AutoProjectedGradientDescent
+
+    apgd = AutoProjectedGradientDescent(
+        art_classifier(rec, x.shape[-1]),
+        eps=eps,
+        eps_step=2 * eps,
+        max_iter=100,
+        nb_random_init=1,
+        batch_size=batch_size,
+        loss_type="cross_entropy",
+        verbose=False,
+    )
+    return apgd.generate(x, y)

@@ -50,6 +50,14 @@ def _square(eps: float = 8, queries: int = 1000, p: float = 0.05, seed: int = 0)
     return Square(eps=_per255(eps, "eps"), queries=queries, p=p, seed=seed)
 
 
+def _autoattack(eps: float = 8, version: str = "standard", norm: str = "inf", seed: int = 0) -> Attack:
+    from emocloak.attacks.evasion.autoattack import AutoAttack
+
+    if str(norm) != "inf":
+        raise AttackSpecError(f"norm={norm!r} invalid; autoattack here is L-inf only: valid: inf")
+    return AutoAttack(eps=_per255(eps, "eps"), version=str(version), seed=seed)
+
+
 def _filters(
     chain: int = 3,
     pop: int = 10,
@@ -123,6 +131,14 @@ ATTACKS: dict[str, AttackInfo] = {
             "eps": "L-inf budget in /255 (default 8)",
             "queries": "score queries per face, early stop once fooled (default 1000)",
             "p": "share of the crop the first random squares cover; shrinks on the paper's schedule (default 0.05)",
+        },
+    ),
+    "autoattack": AttackInfo(
+        _autoattack,
+        {
+            "eps": "L-inf budget in /255 (default 8)",
+            "version": "standard (APGD-CE, APGD-T, FAB-T, Square; the default) or fast (the two APGD stages)",
+            "norm": "inf (the only one)",
         },
     ),
     "filters": AttackInfo(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from emocloak.metrics.classification import accuracy
@@ -32,3 +34,14 @@ def describe(values: list[float]) -> dict[str, float]:
     if not len(a):
         return {"mean": float("nan"), "median": float("nan"), "min": float("nan")}
     return {"mean": float(a.mean()), "median": float(np.median(a)), "min": float(a.min())}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion k/n (95% by default): sound near 0 and 1, where robust
+    accuracies live, unlike the normal approximation."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p, z2 = k / n, z * z
+    mid = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, mid - half), min(1.0, mid + half)
