@@ -1,6 +1,6 @@
 """Scale-out on Ray: throughput of `protect` and `evaluate` in one process, on 1 and on 2 Ray workers.
 
-    nice -n 10 python benchmarks/scale.py [--photos 24] [--eval-photos 244] [--threads 1]
+    python benchmarks/scale.py [--photos 24] [--eval-photos 244] [--threads 1]
     (all 244 photos for protect: --photos 244, about 3 x 244 x 8 s of CPU)
 
 Data: TCCE test photos (the 6 held-out performers; a seeded subset when --photos < 244; the labels
@@ -239,9 +239,9 @@ def report(r: dict) -> str:
     lines = [
         "# Scale-out on Ray: protect and evaluate in one process, on 1 and on 2 Ray workers",
         "",
-        f"`nice -n 10 python benchmarks/scale.py --photos {a['photos']} --eval-photos {a['eval_photos']} "
-        f"--threads {a['threads']}` on {r['machine']}, shared with other jobs (load average "
-        f"{r['load_avg_before'][0]:.1f} before, {r['load_avg_after'][0]:.1f} after): two workers cannot reach 2x here.",
+        f"`python benchmarks/scale.py --photos {a['photos']} --eval-photos {a['eval_photos']} "
+        f"--threads {a['threads']}` on {r['machine']} (load average {r['load_avg_before'][0]:.1f} before, "
+        f"{r['load_avg_after'][0]:.1f} after; other jobs on these cores slow the ways unevenly, see each row's load).",
         f"Data: TCCE test photos (6 held-out performers), a seeded subset of {a['photos']} for protect "
         f"(all 244: `--photos 244`), {a['eval_photos']} for evaluate. One torch thread per photo in every way.",
         "",
