@@ -115,8 +115,12 @@ def test_protect_cli_demo_writes_photo_and_sidecar(tmp_path, cli):
     assert Image.open(out).size == Image.open(sample_photo_path()).size
     assert len(info["chain"]) == 3 and info["queries"] > 0 and 0 < info["ssim"] <= 1
     assert not Image.open(out).getexif()
-    again = cli("protect", "--demo", "-o", tmp_path, "--method", "filters")
-    assert again.returncode == 2 and "exists" in again.stderr  # never overwritten silently
+    before = out.read_bytes()
+    again = cli("protect", "--demo", "-o", tmp_path, "--method", "filters")  # the same settings: resumed
+    assert again.returncode == 0 and "resuming" in again.stderr and out.read_bytes() == before
+    other = cli("protect", "--demo", "-o", tmp_path, "--method", "filters", "--chain", "4")
+    assert other.returncode == 2 and "exists" in other.stderr  # never overwritten silently
+    assert out.read_bytes() == before
 
 
 def test_local_genes_keep_their_place_in_the_operators():
