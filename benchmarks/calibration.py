@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from emocloak.calibration import MAIN, fit_offsets, logits_of, recalls
+from emocloak.calibration import MAIN, accuracy, fit_offsets, logits_of, recalls
 from emocloak.data.ferplus import load_ferplus
 from emocloak.labels import LABELS
 from emocloak.recognizers.registry import WEIGHTS, load_facenet
@@ -31,7 +31,7 @@ def rows(name: str, valid, test, min_recall: float) -> list[str]:
     for split, logits, faces in (("valid", lv, valid), ("test", lt, test)):
         for tag, o in (("as shipped", None), ("adjusted", off)):
             r = recalls(logits, faces.labels, o)
-            acc = ((logits if o is None else logits + o).argmax(1) == faces.labels).mean()
+            acc = accuracy(logits, faces.labels, o)
             cells = " | ".join(f"{100 * v:.1f}" for v in r)
             out.append(f"| `{name}` | {split} | {tag} | {100 * acc:.2f} | {cells} | {100 * r[MAIN].min():.1f} |")
     out.append(f"| `{name}` | offsets | | | " + " | ".join(f"{v:+.2f}" for v in off) + " | |")

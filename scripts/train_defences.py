@@ -118,7 +118,7 @@ def main() -> None:
 
 def ship_robust(src: Path, valid, test, min_recall: float) -> None:
     """The arm as `cnn-robust`: balanced on valid, its test accuracy re-measured, the record kept beside it."""
-    from emocloak.calibration import balance, logits_of, recalls
+    from emocloak.calibration import accuracy, balance, logits_of, recalls
     from emocloak.labels import LABELS
     from emocloak.recognizers.registry import load_facenet
     from emocloak.training import save_weights
@@ -132,7 +132,7 @@ def ship_robust(src: Path, valid, test, min_recall: float) -> None:
         shipped_from=str(src),
         balance=balanced,
         test_acc_unbalanced=meta["test_acc"],
-        test_acc=float((logits.argmax(1) == test.labels).mean()),
+        test_acc=accuracy(logits, test.labels),
         valid_acc=balanced["valid_acc_after"],
         test_recall={LABELS[i]: round(float(r), 4) for i, r in enumerate(recalls(logits, test.labels))},
         ship_command=" ".join(["python", *sys.argv]),

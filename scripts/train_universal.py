@@ -91,7 +91,8 @@ def main() -> None:
     print(f"{about}; hold-out: {len(holdout)} FER+ valid faces")
     budget = None if a.strength is None else STRENGTHS[a.strength]
     if budget is not None:
-        budget = replace(budget, cap=budget.cap if a.eps is None else a.eps / 255, floor=a.floor or budget.floor)
+        cap, floor = budget.cap if a.eps is None else a.eps / 255, budget.floor if a.floor is None else a.floor
+        budget = replace(budget, cap=cap, floor=floor)
     eps = (a.eps or 8) / 255 if budget is None else budget.cap
     for target in _targets(a.targets):
         t0 = time.time()

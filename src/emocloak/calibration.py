@@ -34,6 +34,11 @@ def recalls(logits: np.ndarray, labels: np.ndarray, offsets: np.ndarray | None =
     return np.array([(pred[labels == c] == c).mean() if (labels == c).any() else np.nan for c in range(len(LABELS))])
 
 
+def accuracy(logits: np.ndarray, labels: np.ndarray, offsets: np.ndarray | None = None) -> float:
+    """Share of argmax(logits + offsets) equal to the labels."""
+    return float(((logits if offsets is None else logits + offsets).argmax(1) == labels).mean())
+
+
 def fit_offsets(
     logits: np.ndarray, labels: np.ndarray, min_recall: float = 0.45, step: float = 0.05, max_steps: int = 400
 ) -> np.ndarray:
@@ -64,6 +69,6 @@ def balance(model: FaceNet, valid: FaceSet, min_recall: float = 0.45) -> dict:
         "offsets": {LABELS[i]: round(float(o), 3) for i, o in enumerate(offsets)},
         "valid_recall_before": {LABELS[i]: round(float(v), 4) for i, v in enumerate(before)},
         "valid_recall_after": {LABELS[i]: round(float(v), 4) for i, v in enumerate(after)},
-        "valid_acc_before": float((logits.argmax(1) == valid.labels).mean()),
-        "valid_acc_after": float(((logits + offsets).argmax(1) == valid.labels).mean()),
+        "valid_acc_before": accuracy(logits, valid.labels),
+        "valid_acc_after": accuracy(logits, valid.labels, offsets),
     }
