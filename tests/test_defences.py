@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import emocloak
 from emocloak.data.ferplus import FaceSet
 from emocloak.defences.adversarial_training import attack_mode, attention_steps
 from emocloak.defences.faat import frequency_loss, tap_layer
@@ -222,6 +225,9 @@ def test_cli_train_bad_input(cli, tmp_path):
     assert r.returncode == 2 and "no such file" in r.stderr
     r = cli("train", "--defence", "faat", "--data", tmp_path, "--out", tmp_path / "m.pt", "--init", tmp_path / "x.pt")
     assert r.returncode == 2 and "--init" in r.stderr
+    photo = Path(emocloak.__file__).parent / "recognizers" / "weights" / "photo.pt"  # colour, 64 px
+    r = cli("train", "--defence", "faat", "--data", tmp_path, "--out", tmp_path / "m.pt", "--init", photo)
+    assert r.returncode == 2 and "48 px gray" in r.stderr and "train_photo_recognizer" in r.stderr
 
 
 def _kaggle_csv(path, n_train: int = 24, n_valid: int = 8):

@@ -15,9 +15,10 @@ from PIL import Image
 
 import emocloak
 from emocloak.labels import LABELS
+from emocloak.protection import all_fooled, fooled
 from emocloak.web.app import Settings, create_app
 from emocloak.web.jobs import CloakOptions, parse_options
-from emocloak.web.readings import fooled, iou
+from emocloak.web.readings import iou
 from emocloak.web.uploads import display_name
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
@@ -286,6 +287,7 @@ def test_readings_rules():
     assert fooled(happy, None, None)  # the face is no longer found: nothing to read
     assert fooled(None, sad, None) is None
     assert not fooled(happy, sad, "anger") and fooled(happy, sad, "sadness")
+    assert all_fooled([True, None]) and not all_fooled([True, False, None])  # the CLI and the page agree
 
 
 def test_serve_refuses_a_busy_port_with_one_line(cli):

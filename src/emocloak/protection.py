@@ -176,11 +176,22 @@ def _as_reading(p: np.ndarray) -> dict:
     }
 
 
-def _fooled(before: dict | None, after: dict | None, target: str | None) -> bool:
-    """Targeted: read as the target; untargeted: read, and not as before."""
-    if before is None or after is None:
-        return False
+def fooled(before: dict | None, after: dict | None, target: str | None) -> bool | None:
+    """Did the cloak change this recognizer's reading (to `target`, when one is set)?
+
+    None: it read nothing there before, so there was nothing to fool. A face it no longer finds
+    after the cloak counts as fooled: it can say nothing about that face any more.
+    """
+    if before is None:
+        return None
+    if after is None:
+        return True
     return after["emotion"] == target if target else after["emotion"] != before["emotion"]
+
+
+def all_fooled(marks: Sequence[bool | None]) -> bool:
+    """Every recognizer that read something was fooled (those with nothing to fool do not count)."""
+    return all(m is not False for m in marks)
 
 
 def _judge_faces(faces: list[dict], recs: Sequence[Recognizer], saved: np.ndarray, target: str | None) -> None:
@@ -188,7 +199,7 @@ def _judge_faces(faces: list[dict], recs: Sequence[Recognizer], saved: np.ndarra
     for face, a in zip(faces, face_readings(recs, saved, [f["region"] for f in faces]), strict=True):
         b = face["readings"]["before"]
         face["readings"]["after_saved"] = a
-        face["fooled"] = {name: _fooled(b[name], a[name], target) for name in b}
+        face["fooled"] = {name: fooled(b[name], a[name], target) for name in b}
 
 
 def output_names(rel: Path) -> tuple[Path, Path]:
@@ -314,10 +325,10 @@ def protect_planned(item: Planned, keep_metadata: bool = False, **kwargs: object
     target = kwargs.get("target")
     if "faces" in info and info["method"] == "tailored":
         _judge_faces(info["faces"], recs, saved, target)  # type: ignore[arg-type]
-        info["success_saved"] = all(all(f["fooled"].values()) for f in info["faces"])
+        info["success_saved"] = all(all_fooled(list(f["fooled"].values())) for f in info["faces"])
     else:
         main, before = info["after_saved"][recs[0].name], info["before"][recs[0].name]
-        info["success_saved"] = _fooled(before, main, target)  # type: ignore[arg-type]
+        info["success_saved"] = fooled(before, main, target) is True  # type: ignore[arg-type]
     write_text_atomic(sidecar, json.dumps(info, indent=2))
     return dst, info
 

@@ -549,8 +549,8 @@ def _tailored_line(src: Path, dst: Path, info: dict) -> str:
     faces = info["faces"]
     parts = []
     for i, f in enumerate(faces, 1):
-        fooled = [n for n, ok in f["fooled"].items() if ok]
-        parts.append(f"face {i}: {len(fooled)}/{len(f['fooled'])} fooled")
+        read = [ok for ok in f["fooled"].values() if ok is not None]  # None: it read nothing there before
+        parts.append(f"face {i}: {sum(read)}/{len(read)} fooled")
     mark = "fooled" if info["success_saved"] else "NOT all fooled"
     return (
         f"{src.name} -> {dst}: {'; '.join(parts) or 'no face found'} ({mark}), SSIM {info['ssim']:.3f}, "
@@ -746,10 +746,16 @@ def _init_arch(path: Path) -> tuple[str, int]:
 
     try:
         ckpt = load_checkpoint(path, "recognizer weights file")
-        return str(ckpt["arch"]), int(ckpt["width"])
+        arch, width = str(ckpt["arch"]), int(ckpt["width"])
     except (EmocloakError, TypeError, ValueError) as exc:
         fail(f"--init {exc}")
         raise  # unreachable
+    if int(ckpt.get("in_ch", 1)) != 1 or int(ckpt.get("size", 48)) != 48:
+        fail(
+            f"--init {path} reads {ckpt.get('in_ch')}-channel {ckpt.get('size')} px faces; `emocloak train` trains "
+            "on FER+ 48 px gray faces (a colour photo model is trained by scripts/train_photo_recognizer.py)"
+        )
+    return arch, width
 
 
 @app.command()

@@ -15,6 +15,7 @@ import numpy as np
 from emocloak.errors import NoFaceError
 from emocloak.faces.detect import Box, iou
 from emocloak.labels import LABELS
+from emocloak.protection import fooled
 from emocloak.recognizers.base import Face, Recognizer
 
 SAME_FACE_IOU = 0.3  # boxes of one face from two detectors overlap well above this; neighbours' do not
@@ -50,15 +51,6 @@ def reading_at(box: Box, pairs: list[tuple[Face, np.ndarray]]) -> dict | None:
         return None
     p = best[1]
     return {"emotion": LABELS[int(p.argmax())], "probabilities": [round(float(v), 4) for v in p]}
-
-
-def fooled(before: dict | None, after: dict | None, target: str | None) -> bool | None:
-    """Did the cloak change this recognizer's reading (to `target`, when one is set)? None: nothing to fool."""
-    if before is None:
-        return None
-    if after is None:
-        return True
-    return after["emotion"] == target if target else after["emotion"] != before["emotion"]
 
 
 def read_photo(rgb: np.ndarray, recognizers: Sequence[Recognizer]) -> list[dict]:
