@@ -25,29 +25,16 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from emocloak.data.ferplus import load_ferplus
 from emocloak.data.provenance import training_data
-from emocloak.defences.recipes import DefenceConfig, cli_command, train_defence, training_faces
+from emocloak.defences.recipes import arms, cli_command, train_defence, training_faces
 from emocloak.recognizers.registry import WEIGHTS
 from emocloak.training import TrainConfig, record_run
 
 ROOT = Path(__file__).resolve().parents[1]
 INIT = WEIGHTS / "cnn.pt"
-
-
-def arms(eps: float, steps: int) -> dict[str, DefenceConfig]:
-    faat = DefenceConfig("faat", eps=eps, steps=steps)
-    return {
-        "standard": DefenceConfig("standard"),
-        "pgd-at": DefenceConfig("pgd-at", eps=eps, steps=steps),
-        "trades": DefenceConfig("trades", eps=eps, steps=steps),
-        "faat": faat,
-        "faat-mask": replace(faat, freq_weight=0.0),
-        "faat-freq": replace(faat, mask_floor=1.0),
-    }
 
 
 def every(n: int):

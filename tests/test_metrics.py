@@ -1,6 +1,7 @@
 """Perceptual metrics: the numbers reports quote."""
 
 import numpy as np
+import pytest
 
 
 def test_ssim_matches_skimage_float64():
@@ -38,3 +39,20 @@ def test_wilson_interval_textbook_values():
     assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)  # Wilson (1927) / Newcombe (1998), 95%
     assert wilson(0, 32)[0] == 0 and 0.10 < wilson(0, 32)[1] < 0.11  # never below 0 or above 1
     assert wilson(32, 32)[1] == 1
+
+
+def test_paired_difference_separates_what_pairing_should():
+    from emocloak.metrics.robustness import paired_difference, wilson
+
+    rng = np.random.default_rng(0)
+    b = rng.random(400) < 0.5
+    a = b.copy()
+    a[np.flatnonzero(~b)[:24]] = True  # a = b plus 24 more faces right: +6 points, on the same faces
+    diff, lo, hi = paired_difference(a, b)
+    assert diff == 0.06 and 0.03 < lo < 0.06 < hi < 0.09
+    lo_a, _ = wilson(int(a.sum()), 400)
+    _, hi_b = wilson(int(b.sum()), 400)
+    assert lo_a < hi_b  # independent intervals overlap: they could not tell the two apart
+    assert paired_difference(b, b) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        paired_difference(a[:3], b)

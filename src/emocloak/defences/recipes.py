@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,19 @@ class DefenceConfig:
         if self.defence == "trades":
             keep |= {"beta"}
         return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+def arms(eps: float = 4.0, steps: int = 2) -> dict[str, DefenceConfig]:
+    """The arms of the defence comparison (scripts/train_defences.py, benchmarks/defences.py): one budget each."""
+    faat = DefenceConfig("faat", eps=eps, steps=steps)
+    return {
+        "standard": DefenceConfig("standard"),
+        "pgd-at": DefenceConfig("pgd-at", eps=eps, steps=steps),
+        "trades": DefenceConfig("trades", eps=eps, steps=steps),
+        "faat": faat,
+        "faat-mask": replace(faat, freq_weight=0.0),
+        "faat-freq": replace(faat, mask_floor=1.0),
+    }
 
 
 def hooks(d: DefenceConfig) -> dict:
