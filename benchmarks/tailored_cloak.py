@@ -6,8 +6,8 @@ Data: TCCE test photos (the 6 held-out performers; a seeded subset when --photos
 the posed expression) and FER+ test faces (seeded subset; labels fer2013new.csv, majority
 protocol), as pre-cropped 48x48 faces. Each cloak runs on the same images:
 
-* `tailored:S`: emocloak's tailored cloak at strength S, ensemble = every differentiable shipped
-  recognizer; `tailored:S-X` (with --loo): the same without X, so X is a recognizer it never saw;
+* `tailored:S`: emocloak's tailored cloak at strength S, ensemble = the default one
+  (`registry.ensemble()`); `tailored:S-X` (with --loo): the same without X, so X is a recognizer it never saw;
 * `filters`: the EAA filter cloak (chain 3) searched on cnn; `universal`: the shipped untargeted
   perturbation; `pgd4`: PGD-20 at eps 4/255 on cnn's crop.
 
@@ -43,7 +43,7 @@ from emocloak.data.ferplus import load_ferplus
 from emocloak.data.images import load_rgb
 from emocloak.faces.detect import crop
 from emocloak.metrics.perceptual import ssim, ssimulacra2
-from emocloak.recognizers.registry import available, differentiable
+from emocloak.recognizers.registry import available, ensemble
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -88,7 +88,7 @@ def load_data(photos: int, faces: int, seed: int) -> dict[str, dict]:
 
 def cloaks(strengths: list[str], loo: bool, universal_files: list[str] = ()) -> dict[str, tuple]:
     """name -> (attack, recognizer it runs on, left-out recognizer or None); universal_files: NAME=PATH each."""
-    members = [emocloak.load_recognizer(n) for n in differentiable()]
+    members = [emocloak.load_recognizer(n) for n in ensemble()]
     cnn = emocloak.load_recognizer("cnn")
     out: dict[str, tuple] = {}
     for s in strengths:
@@ -187,7 +187,7 @@ def report(all_results: dict, args: argparse.Namespace, reader_names: list[str])
         __doc__.split("\n\n", 1)[1].strip(),
         "",
     ]
-    lines += [f"Ensemble of `tailored` (every differentiable shipped recognizer): {', '.join(differentiable())}.", ""]
+    lines += [f"Ensemble of `tailored` (the default, `registry.ensemble()`): {', '.join(ensemble())}.", ""]
     for dname, results in all_results.items():
         n = results[0]["n"]
         lines += [f"## {dname} ({n} images)", ""]

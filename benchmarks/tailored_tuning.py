@@ -27,7 +27,7 @@ from emocloak.data.datasets import load_manifest
 from emocloak.data.images import load_rgb
 from emocloak.metrics.classification import predicted_labels
 from emocloak.metrics.perceptual import ssim, ssimulacra2
-from emocloak.recognizers.registry import differentiable
+from emocloak.recognizers.registry import ensemble
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--strength", default="mid", choices=list(STRENGTHS))
     ap.add_argument("--set", nargs="*", default=[], help="TailoredCloak parameters, key=value")
     ap.add_argument("--loo", action="store_true")
-    ap.add_argument("--members", nargs="*", help="ensemble: names or .pt paths (default: every differentiable one)")
+    ap.add_argument("--members", nargs="*", help="ensemble: names or .pt paths (default: the shipped ensemble)")
     ap.add_argument("--readers", nargs="*", help="also read with these (names or .pt paths), never in the ensemble")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -60,7 +60,7 @@ def main() -> None:
     params = {k: _value(v) for k, v in opts.items()}
     ps = load_manifest(DATA / "tcce" / "manifest.csv", "train")
     idx = np.random.default_rng(args.seed).choice(len(ps), args.photos, replace=False)
-    members = [emocloak.load_recognizer(n) for n in args.members or differentiable()]
+    members = [emocloak.load_recognizer(n) for n in args.members or ensemble()]
     extra = [emocloak.load_recognizer(n) for n in args.readers or ["landmarks"]]
     readers = {r.name: r for r in members + extra}
     changed: dict[str, list[bool]] = {k: [] for k in readers}

@@ -73,6 +73,14 @@ def test_unknown_recognizer_lists_valid_names():
         emocloak.load_recognizer("nope")
 
 
+def test_default_ensemble_is_the_differentiable_models_less_the_superseded():
+    from emocloak.recognizers.registry import SUPERSEDED, differentiable, ensemble
+
+    assert "landmarks" not in differentiable() and "cnn-faat" in differentiable()
+    assert "cnn-robust" in ensemble() and not set(SUPERSEDED) & set(ensemble())
+    assert set(SUPERSEDED.values()) <= set(ensemble()) <= set(differentiable())  # a successor is always there
+
+
 def test_colour_recognizer_reads_rgb_and_passes_gradients():
     """`photo`-style models see the crop's colour at their own size, and cloaks can optimise through them."""
     torch.manual_seed(0)

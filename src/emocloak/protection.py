@@ -24,7 +24,7 @@ from emocloak.faces.detect import Box, crop
 from emocloak.labels import LABELS, label_index
 from emocloak.metrics.perceptual import image_distances, ssim
 from emocloak.recognizers.base import Recognizer
-from emocloak.recognizers.registry import differentiable, load_recognizer
+from emocloak.recognizers.registry import ensemble, load_recognizer
 
 METHODS = ("tailored", "filters", "universal")
 DEFAULT_METHOD = "tailored"  # the method `protect` uses when none is named: the best one measured
@@ -41,8 +41,8 @@ JPEG_QUALITY = 95
 
 
 def _recognizers(recognizers: Sequence[str | Recognizer] | None, method: str = "filters") -> list[Recognizer]:
-    """The recognizers a cloak works against; by default `cnn`, and for tailored every differentiable one."""
-    names = list(recognizers or (differentiable() if method == "tailored" else ["cnn"]))
+    """The recognizers a cloak works against; by default `cnn`, and for tailored the default ensemble."""
+    names = list(recognizers or (ensemble() if method == "tailored" else ["cnn"]))
     if not names:
         raise ValueError("at least one recognizer is needed")
     return [r if isinstance(r, Recognizer) else load_recognizer(r) for r in names]

@@ -103,9 +103,10 @@ def _universal(file: str | None = None, eps: float | None = None, seed: int = 0)
 
 def _tailored(strength: str = "mid", ensemble: str = "", steps: int = 60, seed: int = 0) -> Attack:
     from emocloak.attacks.evasion.tailored import TailoredCloak
-    from emocloak.recognizers.registry import differentiable, load_recognizer
+    from emocloak.recognizers.registry import ensemble as default_ensemble
+    from emocloak.recognizers.registry import load_recognizer
 
-    names = [n for n in str(ensemble).split("+") if n] if ensemble else differentiable()
+    names = [n for n in str(ensemble).split("+") if n] if ensemble else default_ensemble()
     try:
         members = [load_recognizer(n) for n in names]
     except ValueError as exc:
@@ -166,7 +167,7 @@ ATTACKS: dict[str, AttackInfo] = {
         _tailored,
         {
             "strength": "perceptual budget: low, mid or high (default mid)",
-            "ensemble": "recognizers optimised against, joined by + (default: every differentiable shipped one)",
+            "ensemble": "recognizers optimised against, joined by + (default: the shipped ensemble)",
             "steps": "at most this many steps per face, early stop once every member is fooled (default 60)",
         },
     ),

