@@ -49,6 +49,7 @@ from emocloak.metrics.robustness import paired_difference, wilson
 from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.facenet import FaceNet
 from emocloak.recognizers.registry import WEIGHTS, load_facenet
+from emocloak.training import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -189,12 +190,7 @@ def batch_cpu_seconds(arm: str, batches: int) -> float:
     t0 = time.process_time()
     for _ in range(batches):
         model.train()
-        x_train = x if h["adversary"] is None else h["adversary"](model, x, y, mask)
-        model.train()
-        loss = h["objective"](model, x, x_train, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, x, y, mask, h["adversary"], h["objective"])
     return (time.process_time() - t0) / batches
 
 

@@ -105,6 +105,25 @@ def standard_objective(model: nn.Module, x: torch.Tensor, x_train: torch.Tensor,
     return soft_cross_entropy(model(x_train), y_soft)
 
 
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    ab: torch.Tensor | None,
+    adversary: Adversary | None,
+    objective: Objective,
+) -> torch.Tensor:
+    """One update: the adversary's batch (or the clean one), the objective, backward, the optimiser's step."""
+    x_train = xb if adversary is None else adversary(model, xb, yb, ab)
+    model.train()
+    loss = objective(model, xb, x_train, yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def train(
     cfg: TrainConfig,
     train_set: FaceSet,
@@ -147,12 +166,7 @@ def train(
             xb, yb = x_all[idx], y_soft[idx]
             xb = augment(xb if aux is None else torch.cat([xb, aux[idx]], 1), gen)
             xb, ab = xb[:, :1], (None if aux is None else xb[:, 1:])
-            x_train = xb if adversary is None else adversary(model, xb, yb, ab)
-            model.train()
-            loss = objective(model, xb, x_train, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(model, opt, xb, yb, ab, adversary, objective)
             sched.step()
             total += loss.item()
             if progress is not None:
