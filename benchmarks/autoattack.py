@@ -306,6 +306,13 @@ def alone_row(kind: str, rec: Recognizer | None, cache: Path, x, y, a, eps: int,
     }
 
 
+def seeded_faces(test, limit: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `limit` faces of FER+ test in the benchmark's seeded order, as RGB crops, and their labels."""
+    order = np.random.default_rng(seed).permutation(len(test))[:limit]
+    x = torch.from_numpy(test.images[order]).float().div(255).unsqueeze(1).repeat(1, 3, 1, 1)
+    return x, torch.from_numpy(test.labels[order]).long()
+
+
 def parse_weights(items: list[str], parser: argparse.ArgumentParser) -> dict[str, Path]:
     extra = {}
     for item in items:
@@ -336,9 +343,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     extra = parse_weights(a.weights, p)
     test = load_ferplus(DATA / "ferplus", "test")
-    order = np.random.default_rng(a.seed).permutation(len(test))[: a.limit]
-    x = torch.from_numpy(test.images[order]).float().div(255).unsqueeze(1).repeat(1, 3, 1, 1)
-    y = torch.from_numpy(test.labels[order]).long()
+    x, y = seeded_faces(test, a.limit, a.seed)
     a.command = " ".join(["nice -n 10 python", *sys.argv])
     table, square, art, commands, robust = {}, {}, {}, {}, {}
     for name in dict.fromkeys([*a.models, *extra]):

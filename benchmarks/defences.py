@@ -202,14 +202,11 @@ def short_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
 
 
-def autoattack_faces(name: str, path: Path, a: argparse.Namespace) -> dict | None:
-    """Per face of autoattack.py's seeded order (first --aa-faces): still correct after AutoAttack."""
-    if not a.aa_faces:
+def autoattack_faces(name: str, path: Path, aa_faces: tuple | None, a: argparse.Namespace) -> dict | None:
+    """Per face of autoattack.py's seeded order (aa_faces: its first --aa-faces): still correct after AutoAttack."""
+    if aa_faces is None:
         return None
-    test = load_ferplus(DATA / "ferplus", "test")
-    order = np.random.default_rng(0).permutation(len(test))[: a.aa_faces]
-    x = torch.from_numpy(test.images[order]).float().div(255).unsqueeze(1).repeat(1, 3, 1, 1)
-    y = torch.from_numpy(test.labels[order]).long()
+    x, y = aa_faces
     extra = {name: path}
     opts = argparse.Namespace(chunk=a.aa_chunk, version="standard", seed=0, command=a.command)
     cache = ROOT / "runs" / "autoattack" / aa_bench.model_key(name, extra)
@@ -376,6 +373,7 @@ def main() -> None:
     valid, test_all = load_ferplus(DATA / "ferplus", "valid"), load_ferplus(DATA / "ferplus", "test")
     test = test_all.subset(slice(0, a.limit))
     x = from_uint8(np.repeat(test.images[..., None], 3, 3))
+    aa_faces = aa_bench.seeded_faces(test_all, a.aa_faces) if a.aa_faces else None
     rows = attack_rows(a.eps, a.steps, a.l2)
     universal = shipped_universal()
     present = [n for n in a.models if model_path(n, a.runs).is_file()]
@@ -391,7 +389,7 @@ def main() -> None:
         r["rows"] = attack_results(rec, x, test.labels, rows, cache, universal)
         if a.filter_faces:
             r["filters"] = filter_result(rec, x, test.labels, min(a.filter_faces, len(x)), cache)
-        r["autoattack"] = autoattack_faces(name, path, a)
+        r["autoattack"] = autoattack_faces(name, path, aa_faces, a)
         r["batch_cpu_seconds"] = batch_cpu_seconds(name, a.cost_batches)
         res[name] = r
     RESULTS.mkdir(parents=True, exist_ok=True)
