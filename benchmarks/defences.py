@@ -268,16 +268,10 @@ def render(res: dict, meta: dict, rows, a: argparse.Namespace, missing: list[str
         out.append(f"| `{n}` | " + " | ".join(cells) + " |")
     out += ["", "## Robust accuracy %", "", "| attack | " + " | ".join(f"`{n}`" for n in names) + " |"]
     out.append("|---|" + "---|" * len(names))
-    table_rows = [("clean", "correct"), ("clean +JPEG75", None)]
-    table_rows += [("universal cloak", "universal")] if "universal" in res[names[0]]["rows"] else []
-    for label, key in table_rows:
-        if label == "clean +JPEG75":
-            cells = [_ci(res[n]["rows"]["clean"]["jpeg75"]) for n in names]
-        elif key == "correct":
-            cells = [_ci(res[n]["rows"]["clean"]["correct"]) for n in names]
-        else:
-            cells = [_ci(res[n]["rows"][key]["correct"]) for n in names]
-        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    table_rows = [("clean", "clean", "correct"), ("clean +JPEG75", "clean", "jpeg75")]
+    table_rows += [("universal cloak", "universal", "correct")] if "universal" in res[names[0]]["rows"] else []
+    for label, key, field in table_rows:
+        out.append(f"| {label} | " + " | ".join(_ci(res[n]["rows"][key][field]) for n in names) + " |")
     for row, spec in rows:
         out.append(f"| {row} | " + " | ".join(_ci(res[n]["rows"][row]["correct"]) for n in names) + " |")
         if spec.startswith("pgd"):
