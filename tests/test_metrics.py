@@ -56,3 +56,20 @@ def test_paired_difference_separates_what_pairing_should():
     assert paired_difference(b, b) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError):
         paired_difference(a[:3], b)
+
+
+def test_sampled_difference_estimates_the_strong_attack_on_all_faces():
+    from emocloak.metrics.robustness import sampled_difference, wilson
+
+    rng = np.random.default_rng(1)
+    cheap = rng.random(3000) < 0.5
+    strong = cheap & (rng.random(3000) > 0.04)  # the strong attack breaks 4% more of the faces
+    truth = strong.mean()
+    est = sampled_difference(cheap, strong[:200])
+    assert est["lo"] <= truth <= est["hi"] and abs(est["acc"] - truth) < 0.02
+    lo, hi = wilson(int(strong[:200].sum()), 200)
+    assert est["hi"] - est["lo"] < 0.6 * (hi - lo)  # tighter than the strong attack on the sample alone
+    exact = sampled_difference(cheap, strong)  # the whole set as the sample: no estimate left
+    assert exact["acc"] == pytest.approx(truth)
+    with pytest.raises(ValueError):
+        sampled_difference(cheap[:10], strong[:20])
