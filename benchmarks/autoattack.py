@@ -1,7 +1,7 @@
 """Robust accuracy of the shipped differentiable recognizers under AutoAttack (standard version), PGD-20 beside it.
 
-    nice -n 10 python benchmarks/autoattack.py [--limit 3546] [--models cnn resnet fer photo cnn-faat]
-        [--weights cnn-robust=runs/defences-6ep/faat.pt] [--eps 2 4 8] [--square-faces 100] [--threads 1]
+    nice -n 10 python benchmarks/autoattack.py [--limit 3546] [--pgd-limit 3546]
+        [--models cnn resnet fer photo cnn-faat] [--weights cnn-robust=runs/defences-6ep/faat.pt] [--eps 2 4 8] [--square-faces 100] [--threads 1]
 
 FER+ test faces (labels `fer2013new.csv`, majority protocol) in one seeded order (seed 0);
 `--limit N` takes the first N of it, so a small run is a random subset and a larger one
@@ -11,6 +11,11 @@ rounded to uint8 before they are read. Per model and eps: clean accuracy, accura
 AutoAttack stage (APGD-CE, APGD-T, FAB-T, Square; each runs only on faces still correct),
 PGD-20 (random start, step 2.5*eps/steps), all with 95% Wilson intervals, and seconds per face.
 `landmarks` has no gradient and is left out (attack it with `square` or `filters`).
+
+AutoAttack costs a robust model 15-30 CPU s a face (a day per eps on all 3,546 faces), PGD-20
+about 0.3 s. `--pgd-limit N` runs PGD-20 on the first N faces and estimates AutoAttack on all N
+from the AutoAttack sample (the first --limit faces): PGD-20's accuracy on N minus the gap
+between the two on the sample (`metrics.robustness.sampled_difference`, with its interval).
 
 Gradient-masking flags, as AutoAttack's own checks and issue 15 define them:
 - `square-in-sequence`: Square, run last, lowers the accuracy the gradient stages left by more
