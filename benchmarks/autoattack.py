@@ -1,7 +1,8 @@
 """Robust accuracy of the shipped differentiable recognizers under AutoAttack (standard version), PGD-20 beside it.
 
     nice -n 10 python benchmarks/autoattack.py [--limit 3546] [--pgd-limit 3546]
-        [--models cnn resnet fer photo cnn-faat] [--weights cnn-robust=runs/defences-6ep/faat.pt] [--eps 2 4 8] [--square-faces 100] [--threads 1]
+        [--models cnn resnet fer photo cnn-faat] [--weights cnn-robust=runs/defences-6ep/faat.pt]
+        [--eps 2 4 8] [--square-faces 100] [--threads 1]
 
 FER+ test faces (labels `fer2013new.csv`, majority protocol) in one seeded order (seed 0);
 `--limit N` takes the first N of it, so a small run is a random subset and a larger one
