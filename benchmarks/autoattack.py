@@ -245,14 +245,18 @@ def estimate_table(estimates: dict) -> list[str]:
         "| AutoAttack on N, estimated % |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for model, by_eps in estimates.items():
-        for e in sorted(by_eps):
-            r = by_eps[e]
-            out.append(
-                f"| `{model}` | {e} | {r['n_all']} | {100 * r['cheap_all']:.1f} | {r['n_sample']} | "
-                f"{r['only_cheap_correct']} | {r['only_strong_correct']} | {_p(r)} |"
-            )
-    return out
+    return out + model_eps_rows(
+        estimates,
+        lambda r: (
+            f"{r['n_all']} | {100 * r['cheap_all']:.1f} | {r['n_sample']} | "
+            f"{r['only_cheap_correct']} | {r['only_strong_correct']} | {_p(r)}"
+        ),
+    )
+
+
+def model_eps_rows(by_model: dict, cells) -> list[str]:
+    """One table row per model and eps: `cells(result)` gives the cells after those two."""
+    return [f"| `{m}` | {e} | {cells(r)} |" for m, by_eps in by_model.items() for e, r in sorted(by_eps.items())]
 
 
 def render(table: dict, square: dict, art: dict, warn: list[str], commands: list[str], args, estimates: dict) -> str:
@@ -278,14 +282,14 @@ def render(table: dict, square: dict, art: dict, warn: list[str], commands: list
         "CPU s/face AA | CPU s/face PGD-20 | wall s/face AA |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for model, by_eps in table.items():
-        for e in sorted(by_eps):
-            r = by_eps[e]
-            cells = [_p(r[s]) if s in r else "-" for s in ("clean", "apgd-ce", "apgd-t", "fab-t", "square")]
-            out.append(
-                f"| `{model}` | {e} | {r['n']} | {' | '.join(cells)} | {_p(r['pgd20'])} | "
-                f"{r['cpu_seconds_per_face']:.2f} | {r['pgd_cpu_seconds_per_face']:.2f} | {r['seconds_per_face']:.2f} |"
-            )
+    stages = ("clean", "apgd-ce", "apgd-t", "fab-t", "square")
+    out += model_eps_rows(
+        table,
+        lambda r: (
+            f"{r['n']} | {' | '.join(_p(r[s]) if s in r else '-' for s in stages)} | {_p(r['pgd20'])} | "
+            f"{r['cpu_seconds_per_face']:.2f} | {r['pgd_cpu_seconds_per_face']:.2f} | {r['seconds_per_face']:.2f}"
+        ),
+    )
     out += estimate_table(estimates)
     out += alone_table(square, "Square", "Square alone (5,000 queries), the gradient-masking check")
     out += alone_table(art, "ART APGD-CE", "ART 1.20.1's APGD-CE on the same faces, the cross-check of our first stage")
