@@ -165,13 +165,12 @@ def summarise(parts: list[dict]) -> dict:
     return out
 
 
-def estimate(aa_parts: list[dict], pgd_parts: list[dict]) -> dict | None:
+def estimate(robust: np.ndarray, pgd_parts: list[dict]) -> dict | None:
     """AutoAttack accuracy on every PGD-20 face, estimated from PGD-20 there and both on the sample
-    (`metrics.robustness.sampled_difference`); None where PGD-20 covers no more faces than AutoAttack."""
-    pgd_all = np.concatenate([p["pgd_correct"] for p in pgd_parts])
-    stages = len(aa_parts[0]["stages"])
-    aa = np.concatenate([np.asarray(p["fooled_at"]) >= stages for p in aa_parts])
-    return sampled_difference(pgd_all, aa) if len(pgd_all) > len(aa) else None
+    (robust: per sampled face, still correct after AutoAttack; `metrics.robustness.sampled_difference`);
+    None where PGD-20 covers no more faces than AutoAttack."""
+    pgd_all = np.concatenate([p["pgd_correct"] for p in pgd_parts]) if pgd_parts else np.zeros(0, bool)
+    return sampled_difference(pgd_all, robust) if len(pgd_all) > len(robust) else None
 
 
 def flags(table: dict, square: dict, robust: dict) -> list[str]:
@@ -427,7 +426,7 @@ def main() -> None:
                 robust.setdefault(name, {})[eps] = fooled >= len(done[0]["stages"])
                 pgd = pgd_rows(rec, cache, x, y, eps, a) if a.pgd_limit > a.limit else []
                 commands.update(dict.fromkeys(d.get("command", "?") for d in pgd))
-                if pgd and (est := estimate(done, pgd)):
+                if est := estimate(robust[name][eps], pgd):
                     estimates.setdefault(name, {})[eps] = est
         if a.square_faces and (row := alone_row("square", rec, cache, x, y, a, a.square_eps, a.square_faces)):
             square[name] = row

@@ -64,8 +64,9 @@ def sampled_difference(cheap_all: np.ndarray, strong_sample: np.ndarray) -> dict
     the strong one on a random sample (the first n faces of a random order): a difference estimator.
 
     cheap_all: per face (N), still correct after the cheap attack; strong_sample: the first n faces
-    (n < N), still correct after the strong one. Estimate = cheap accuracy on N minus the gap on the
-    sample, (faces only the cheap attack left correct - faces only the strong one left correct) / n.
+    (n <= N; n = N gives the strong attack's own accuracy), still correct after the strong one.
+    Estimate = cheap accuracy on N minus the gap on the sample, (faces only the cheap attack left
+    correct - faces only the strong one left correct) / n.
     Where the two attacks agree on most faces, this is far tighter than the strong attack's own
     interval on n faces. Interval: 97.5% Wilson intervals of both counts joined (at least 95%).
     """
