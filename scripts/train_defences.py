@@ -1,8 +1,9 @@
 """Train the models of the defence benchmark and the shipped `cnn-faat`: adversarial fine-tuning of `cnn`.
 
     python scripts/train_defences.py [--epochs 1] [--arms standard pgd-at faat faat-mask faat-freq] [--ship]
+        [--init W] [--logit-adjust TAU]
 
-Every arm starts from the shipped `cnn` weights (VGG w24, FER+ test 82.5%) and runs the same
+Every arm starts from the shipped `cnn` weights (VGG w24, FER+ test 82.5%; or --init W) and runs the same
 schedule (epochs, one-cycle lr, batch, seed, augmentation), so the arms differ only in the
 defence (see docs/design.md, "FAAT", for why fine-tuning and not training from scratch):
 
@@ -12,6 +13,9 @@ defence (see docs/design.md, "FAAT", for why fine-tuning and not training from s
 * faat:      attention-weighted PGD (same eps, steps, mean step) + the frequency loss;
 * faat-mask: ablation, attention-weighted PGD only (frequency weight 0);
 * faat-freq: ablation, frequency loss only (flat mask: plain PGD).
+
+--logit-adjust TAU trains standard and pgd-at arms on cross-entropy of logits + TAU * log(class
+prior) (Menon et al. 2021), so the frequent classes do not take the rare classes' faces.
 
 Run from the repository root. Writes runs/defences/<arm>.pt with its .json (config, per-epoch history, FER+ valid/test
 accuracy, seconds, command) and a resumable .ckpt; rerunning skips finished arms. --ship
@@ -25,6 +29,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from emocloak.data.ferplus import load_ferplus
@@ -56,6 +61,10 @@ def main() -> None:
     p.add_argument("--eps", type=float, default=4)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--init", type=Path, default=INIT, help="weights every arm starts from (default: the shipped cnn)")
+    p.add_argument(
+        "--logit-adjust", type=float, default=0.0, help="tau of the logit-adjusted loss (standard and pgd-at arms)"
+    )
     p.add_argument("--out-dir", type=Path, default=Path("runs/defences"))
     p.add_argument("--ship", action="store_true", help="copy the faat arm to the package as cnn-faat")
     p.add_argument(
@@ -71,12 +80,12 @@ def main() -> None:
     configs = arms(a.eps, a.steps)
     va, te = load_ferplus(a.data, "valid"), load_ferplus(a.data, "test")
     for name in a.arms:
-        d, out = configs[name], a.out_dir / f"{name}.pt"
+        d, out = replace(configs[name], logit_adjust=a.logit_adjust), a.out_dir / f"{name}.pt"
         if out.is_file() and "test_acc" in json.loads(out.with_suffix(".json").read_text()):
             print(f"{name}: done already ({out})")
             continue
         t0 = time.time()
-        cfg = TrainConfig(epochs=a.epochs, lr=a.lr, threads=a.threads, extra={"init": str(INIT.relative_to(ROOT))})
+        cfg = TrainConfig(epochs=a.epochs, lr=a.lr, threads=a.threads, extra={"init": _relative(a.init)})
         tr, masks = training_faces(a.data, d)
         print(f"{name}: {cli_command(d, cfg, a.data, out)}", flush=True)
         model = train_defence(d, cfg, tr, va, out, masks, progress=every(20))
@@ -101,6 +110,12 @@ def main() -> None:
         print(f"shipped {dst}")
     if a.ship_robust:
         ship_robust(a.out_dir / f"{a.ship_robust}.pt", va, te, a.min_recall)
+
+
+def _relative(path: Path) -> str:
+    """The path as the records name it: relative to the repository root where it lies inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def ship_robust(src: Path, valid, test, min_recall: float) -> None:

@@ -16,7 +16,7 @@ from emocloak.defences.masks import MASK_GROUPS, attention_masks
 from emocloak.defences.recipes import DefenceConfig, hooks, train_defence
 from emocloak.faces.landmarks import REGIONS
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import TrainConfig, augment
+from emocloak.training import TrainConfig, augment, class_prior
 
 
 @pytest.fixture(autouse=True)
@@ -198,6 +198,26 @@ def test_bad_defence_settings():
         DefenceConfig("pgd-at", eps=0)
     with pytest.raises(ValueError, match="beta"):
         DefenceConfig("trades", beta=-1)
+    with pytest.raises(ValueError, match="not trades"):
+        DefenceConfig("trades", logit_adjust=0.5)
+    with pytest.raises(ValueError, match="class prior"):
+        hooks(DefenceConfig("pgd-at", logit_adjust=0.5))
+
+
+def test_logit_adjustment_trains_on_logits_shifted_by_the_log_prior():
+    """tau * log(prior) is added to the logits the loss sees: a rare class must win by more in training."""
+    torch.manual_seed(0)
+    data = _tiny(8)
+    prior = class_prior(data)
+    assert abs(float(prior.sum()) - 1) < 1e-3 and prior.min() >= 1e-4  # classes with no faces: floored
+    model = FaceNet("vgg", width=4).eval()
+    x = torch.from_numpy(data.images).float().div(255).unsqueeze(1)
+    y = torch.from_numpy(data.votes)
+    d = DefenceConfig("standard", logit_adjust=0.5)
+    loss = hooks(d, prior)["objective"](model, x, x, y)
+    expected = -(y * torch.log_softmax(model(x) + 0.5 * prior.log(), 1)).sum(1).mean()
+    assert torch.isclose(loss, expected) and d.settings() == {"defence": "standard", "logit_adjust": 0.5}
+    assert "logit_adjust" not in DefenceConfig("pgd-at").settings()
 
 
 def test_trades_adversary_moves_the_reading_without_labels():

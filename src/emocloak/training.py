@@ -105,6 +105,26 @@ def standard_objective(model: nn.Module, x: torch.Tensor, x_train: torch.Tensor,
     return soft_cross_entropy(model(x_train), y_soft)
 
 
+def class_prior(train_set: FaceSet) -> torch.Tensor:
+    """Share of each class in the training labels (votes where there are any), floored at 1e-4."""
+    y = train_set.votes if train_set.votes is not None else np.eye(8, dtype=np.float32)[train_set.labels]
+    return torch.from_numpy(np.asarray(y, np.float32).mean(0)).clamp_min(1e-4)
+
+
+def logit_adjusted_objective(shift: torch.Tensor) -> Objective:
+    """Cross-entropy on logits + shift, shift = tau * log(class prior) (Menon et al. 2021, logit-adjusted loss).
+
+    The raw logits then learn decisions that do not favour frequent classes, so rare classes get
+    their margin during (adversarial) training; a post-hoc offset instead moves their boundary
+    toward the other classes after training, which makes them cheap targets for an attack.
+    """
+
+    def objective(model: nn.Module, x: torch.Tensor, x_train: torch.Tensor, y_soft: torch.Tensor) -> torch.Tensor:
+        return soft_cross_entropy(model(x_train) + shift, y_soft)
+
+    return objective
+
+
 def train_step(
     model: nn.Module,
     opt: torch.optim.Optimizer,

@@ -652,6 +652,10 @@ def train(
     ] = None,
     mask_sigma: Annotated[float | None, typer.Option("--mask-sigma", help="FAAT: mask edge blur, pixels [2].")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="TRADES: weight of the KL term [6].")] = None,
+    logit_adjust: Annotated[
+        float | None,
+        typer.Option("--logit-adjust", help="standard, pgd-at: tau of the logit-adjusted loss, for rare classes [0]."),
+    ] = None,
     arch: Annotated[str, typer.Option("--arch", help="vgg or resnet (taken from --init if given).")] = "vgg",
     width: Annotated[int, typer.Option("--width", min=4, help="Base width (taken from --init if given).")] = 24,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Faces per batch.")] = 128,
@@ -667,7 +671,7 @@ def train(
     from emocloak.training import TrainConfig, record_run
 
     given = dict(eps=eps, steps=steps, alpha=alpha, freq_weight=freq_weight, freq_radius=freq_radius)
-    d = _defence(defence, **given, mask_floor=mask_floor, mask_sigma=mask_sigma, beta=beta)
+    d = _defence(defence, **given, mask_floor=mask_floor, mask_sigma=mask_sigma, beta=beta, logit_adjust=logit_adjust)
     if out_file.suffix != ".pt":
         fail(f"--out {out_file}: weights are written as a .pt file")
     _out_file(out_file, overwrite or out_file.with_suffix(".ckpt").is_file())  # resuming rewrites its own output

@@ -25,7 +25,7 @@ from emocloak.defences.masks import DEFAULT_FLOOR, DEFAULT_SIGMA, dataset_masks
 from emocloak.defences.trades import DEFAULT_BETA, trades_adversary, trades_objective
 from emocloak.errors import DatasetError
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import TrainConfig, standard_objective, train
+from emocloak.training import TrainConfig, class_prior, logit_adjusted_objective, standard_objective, train
 
 DEFENCES = ("standard", "pgd-at", "trades", "faat")
 
@@ -43,6 +43,7 @@ class DefenceConfig:
     mask_floor: float = DEFAULT_FLOOR
     mask_sigma: float = DEFAULT_SIGMA
     beta: float = DEFAULT_BETA
+    logit_adjust: float = 0.0  # tau of the logit-adjusted loss (standard, pgd-at); 0: plain cross-entropy
 
     def __post_init__(self) -> None:
         if self.defence not in DEFENCES:
@@ -53,6 +54,10 @@ class DefenceConfig:
             raise ValueError("mask floor must be in [0, 1], frequency weight and radius >= 0")
         if self.beta < 0:
             raise ValueError(f"TRADES beta must be >= 0, got {self.beta}")
+        if not 0 <= self.logit_adjust <= 2:
+            raise ValueError(f"logit adjustment tau must be in [0, 2], got {self.logit_adjust}")
+        if self.logit_adjust and self.defence not in ("standard", "pgd-at"):
+            raise ValueError(f"logit adjustment replaces the cross-entropy of standard and pgd-at, not {self.defence}")
 
     @property
     def uses_mask(self) -> bool:
@@ -60,14 +65,15 @@ class DefenceConfig:
 
     def settings(self) -> dict:
         """What the training record keeps: only the settings this defence uses."""
+        adjust = {"logit_adjust": self.logit_adjust} if self.logit_adjust else {}
         if self.defence == "standard":
-            return {"defence": "standard"}
+            return {"defence": "standard", **adjust}
         keep = {"defence", "eps", "steps", "alpha"}
         if self.defence == "faat":
             keep |= {"freq_weight", "freq_radius", "mask_floor", "mask_sigma"}
         if self.defence == "trades":
             keep |= {"beta"}
-        return {k: v for k, v in asdict(self).items() if k in keep}
+        return {k: v for k, v in asdict(self).items() if k in keep} | adjust
 
 
 def arms(eps: float = 4.0, steps: int = 2) -> dict[str, DefenceConfig]:
@@ -83,19 +89,21 @@ def arms(eps: float = 4.0, steps: int = 2) -> dict[str, DefenceConfig]:
     }
 
 
-def hooks(d: DefenceConfig) -> dict:
-    """The `adversary` and `objective` hooks of `training.train` for a defence."""
+def hooks(d: DefenceConfig, prior: torch.Tensor | None = None) -> dict:
+    """The `adversary` and `objective` hooks of `training.train` for a defence (prior: for logit adjustment)."""
+    plain = standard_objective
+    if d.logit_adjust:
+        if prior is None:
+            raise ValueError("logit adjustment needs the training labels' class prior (training.class_prior)")
+        plain = logit_adjusted_objective(d.logit_adjust * prior.log())
     if d.defence == "standard":
-        return {"adversary": None, "objective": standard_objective}
+        return {"adversary": None, "objective": plain}
     alpha = (d.eps / 2 if d.alpha is None else d.alpha) / 255
     if d.defence == "trades":
         return {"adversary": trades_adversary(d.eps / 255, d.steps, alpha), "objective": trades_objective(d.beta)}
     adversary = pgd_adversary(d.eps / 255, d.steps, alpha, weighted=d.uses_mask)
     faat = d.defence == "faat" and d.freq_weight > 0
-    return {
-        "adversary": adversary,
-        "objective": faat_objective(d.freq_weight, d.freq_radius) if faat else standard_objective,
-    }
+    return {"adversary": adversary, "objective": faat_objective(d.freq_weight, d.freq_radius) if faat else plain}
 
 
 def training_faces(
@@ -131,9 +139,8 @@ def train_defence(
     if d.uses_mask and masks is None:
         raise ValueError("FAAT with a mask needs the training faces' attention masks (see training_faces)")
     cfg.extra.update(d.settings())
-    return train(
-        cfg, train_set, valid_set, out, log=log, aux=masks if d.uses_mask else None, progress=progress, **hooks(d)
-    )
+    aux, h = (masks if d.uses_mask else None), hooks(d, class_prior(train_set))
+    return train(cfg, train_set, valid_set, out, log=log, aux=aux, progress=progress, **h)
 
 
 def cli_command(d: DefenceConfig, cfg: TrainConfig, data: str | Path, out: str | Path, limit: int | None = None) -> str:
@@ -145,7 +152,7 @@ def cli_command(d: DefenceConfig, cfg: TrainConfig, data: str | Path, out: str |
     parts += [f"--batch-size {cfg.batch_size}", f"--seed {cfg.seed}", f"--threads {cfg.threads}"]
     flags = {"eps": "--eps", "steps": "--steps", "alpha": "--alpha", "freq_weight": "--freq-weight"}
     flags |= {"freq_radius": "--freq-radius", "mask_floor": "--mask-floor", "mask_sigma": "--mask-sigma"}
-    flags |= {"beta": "--beta"}
+    flags |= {"beta": "--beta", "logit_adjust": "--logit-adjust"}
     parts += [f"{flags[k]} {v:g}" for k, v in d.settings().items() if k in flags and v is not None]
     if limit is not None:
         parts.append(f"--limit {limit}")
