@@ -248,6 +248,8 @@ def test_cli_train_bad_input(cli, tmp_path):
     photo = Path(emocloak.__file__).parent / "recognizers" / "weights" / "photo.pt"  # colour, 64 px
     r = cli("train", "--defence", "faat", "--data", tmp_path, "--out", tmp_path / "m.pt", "--init", photo)
     assert r.returncode == 2 and "48 px gray" in r.stderr and "train_photo_recognizer" in r.stderr
+    r = cli("train", "--defence", "trades", "--data", tmp_path, "--out", tmp_path / "m.pt", "--logit-adjust", "0.5")
+    assert r.returncode == 2 and "logit adjustment" in r.stderr
 
 
 def _kaggle_csv(path, n_train: int = 24, n_valid: int = 8):
@@ -259,6 +261,17 @@ def _kaggle_csv(path, n_train: int = 24, n_valid: int = 8):
         rows.append(f"{i % 7},{px},{'Training' if i < n_train else 'PublicTest'}")
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def test_cli_train_pgd_at_with_logit_adjustment_records_it(cli, tmp_path):
+    import json
+
+    data, out = _kaggle_csv(tmp_path / "fer2013.csv"), tmp_path / "la.pt"
+    args = ["train", "-d", "pgd-at", "--data", data, "--out", out, "--limit", "16", "--width", "4", "--epochs", "1"]
+    r = cli(*args, "--batch-size", "8", "--threads", "1", "--logit-adjust", "0.5")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["config"]["extra"]["logit_adjust"] == 0.5 and "--logit-adjust 0.5" in meta["command"]
 
 
 def test_cli_train_faat_on_a_few_faces(cli, tmp_path, monkeypatch):
