@@ -74,6 +74,9 @@ def main() -> None:
         "is ignored",
     )
     p.add_argument("--min-recall", type=float, default=0.5, help="--ship-robust: per-class recall asked on valid")
+    p.add_argument(
+        "--robust-out", type=Path, default=WEIGHTS / "cnn-robust.pt", help="--ship-robust: where (default: the package)"
+    )
     a = p.parse_args()
     if Path.cwd().resolve() != ROOT:
         sys.exit(f"run from the repository root ({ROOT}): the records name paths relative to it")
@@ -109,7 +112,7 @@ def main() -> None:
         dst.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         print(f"shipped {dst}")
     if a.ship_robust:
-        ship_robust(a.out_dir / f"{a.ship_robust}.pt", va, te, a.min_recall)
+        ship_robust(a.out_dir / f"{a.ship_robust}.pt", va, te, a.min_recall, a.robust_out)
 
 
 def _relative(path: Path) -> str:
@@ -118,8 +121,8 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def ship_robust(src: Path, valid, test, min_recall: float) -> None:
-    """The arm as `cnn-robust`: balanced on valid, its test accuracy re-measured, the record kept beside it."""
+def ship_robust(src: Path, valid, test, min_recall: float, dst: Path) -> None:
+    """The arm balanced on valid (as `cnn-robust` by default), its test accuracy re-measured, the record beside it."""
     from emocloak.calibration import accuracy, balance, logits_of, recalls
     from emocloak.labels import LABELS
     from emocloak.recognizers.registry import load_facenet
@@ -130,7 +133,7 @@ def ship_robust(src: Path, valid, test, min_recall: float) -> None:
     meta = json.loads(src.with_suffix(".json").read_text())
     logits = logits_of(model, test)
     meta.update(
-        shipped_as="cnn-robust",
+        shipped_as=dst.stem,
         shipped_from=str(src),
         balance=balanced,
         test_acc_unbalanced=meta["test_acc"],
@@ -139,8 +142,8 @@ def ship_robust(src: Path, valid, test, min_recall: float) -> None:
         test_recall={LABELS[i]: round(float(r), 4) for i, r in enumerate(recalls(logits, test.labels))},
         ship_command=" ".join(["python", *sys.argv]),
     )
-    save_weights(model, WEIGHTS / "cnn-robust.pt", meta)
-    print(f"shipped {WEIGHTS / 'cnn-robust.pt'}: FER+ test {meta['test_acc']:.4f}, recall {meta['test_recall']}")
+    save_weights(model, dst, meta)
+    print(f"shipped {dst}: FER+ test {meta['test_acc']:.4f}, recall {meta['test_recall']}")
 
 
 if __name__ == "__main__":
