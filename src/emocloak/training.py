@@ -25,6 +25,7 @@ from torch import nn
 from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.files import atomic_write, write_text_atomic
+from emocloak.labels import LABELS
 from emocloak.recognizers.facenet import FaceNet
 
 
@@ -105,10 +106,14 @@ def standard_objective(model: nn.Module, x: torch.Tensor, x_train: torch.Tensor,
     return soft_cross_entropy(model(x_train), y_soft)
 
 
-def class_prior(train_set: FaceSet) -> torch.Tensor:
-    """Share of each class in the training labels (votes where there are any), floored at 1e-4."""
-    y = train_set.votes if train_set.votes is not None else np.eye(8, dtype=np.float32)[train_set.labels]
-    return torch.from_numpy(np.asarray(y, np.float32).mean(0)).clamp_min(1e-4)
+def training_targets(train_set: FaceSet, soft: bool) -> torch.Tensor:
+    """What the loss trains toward, per face: the vote shares (soft) or the one-hot majority label."""
+    return torch.from_numpy(train_set.votes if soft else np.eye(len(LABELS), dtype=np.float32)[train_set.labels])
+
+
+def class_prior(train_set: FaceSet, soft: bool = True) -> torch.Tensor:
+    """Share of each class in the training targets (`training_targets`), floored at 1e-4."""
+    return training_targets(train_set, soft).float().mean(0).clamp_min(1e-4)
 
 
 def logit_adjusted_objective(shift: torch.Tensor) -> Objective:
@@ -175,7 +180,7 @@ def train(
         start, history, elapsed = resume_training(ckpt, asdict(cfg), model, opt, sched, gen)
         log(f"resumed from {ckpt} at epoch {start}")
     x_all = gray_faces_to_tensor(train_set.images)
-    y_soft = torch.from_numpy(train_set.votes if cfg.soft_labels else np.eye(8, dtype=np.float32)[train_set.labels])
+    y_soft = training_targets(train_set, cfg.soft_labels)
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
         model.train()

@@ -139,7 +139,7 @@ def train_defence(
     if d.uses_mask and masks is None:
         raise ValueError("FAAT with a mask needs the training faces' attention masks (see training_faces)")
     cfg.extra.update(d.settings())
-    aux, h = (masks if d.uses_mask else None), hooks(d, class_prior(train_set))
+    aux, h = (masks if d.uses_mask else None), hooks(d, class_prior(train_set, cfg.soft_labels))
     return train(cfg, train_set, valid_set, out, log=log, aux=aux, progress=progress, **h)
 
 
