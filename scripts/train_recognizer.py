@@ -3,6 +3,8 @@
     python scripts/train_recognizer.py --arch vgg --width 24 --epochs 28 \
         --out src/emocloak/recognizers/weights/cnn.pt
 
+A second, shorter cycle from trained weights (fine-tuning) takes `--init W --lr 0.01`.
+
 Writes the weights, a .json with the config and per-epoch validation accuracy,
 and the FER+ test accuracy at the end. Resumes from OUT.ckpt if interrupted.
 """
@@ -27,9 +29,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--init", type=Path, help="start from these weights (same arch and width)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    cfg = TrainConfig(arch=a.arch, width=a.width, epochs=a.epochs, lr=a.lr, seed=a.seed, threads=a.threads)
+    extra = {"init": str(a.init)} if a.init else {}
+    cfg = TrainConfig(arch=a.arch, width=a.width, epochs=a.epochs, lr=a.lr, seed=a.seed, threads=a.threads, extra=extra)
     t0 = time.time()
     tr, va, te = (load_ferplus(a.data, s) for s in ("train", "valid", "test"))
     model = train(cfg, tr, va, a.out)

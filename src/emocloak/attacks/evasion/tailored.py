@@ -128,11 +128,11 @@ class TailoredCloak(Attack):
         self,
         members: Sequence[Recognizer] = (),
         strength: str | Budget = DEFAULT_STRENGTH,
-        steps: int = 60,
+        steps: int = 20,
         views: int = 2,
         feature_weight: float = 1.0,
         momentum: float = 0.9,
-        step_size: float = 0.15,
+        step_size: float = 0.4,
         margin: float = 1.0,
         check_every: int = 10,
         work_face: int = 224,
@@ -239,7 +239,8 @@ class TailoredCloak(Attack):
         """sign(g), or g scaled so its `quantile` of |g| is 1 and clipped: weak pixels move little."""
         if self.quantile is None:
             return g.sign()
-        q = torch.quantile(g.abs().flatten(), self.quantile).clamp_min(1e-12)
+        a = g.abs().flatten()  # kthvalue: the nearest-rank quantile, ~10x faster than torch.quantile here
+        q = a.kthvalue(max(1, math.ceil(self.quantile * a.numel()))).values.clamp_min(1e-12)
         return (g / q).clamp(-1, 1)
 
     @staticmethod
