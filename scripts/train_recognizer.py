@@ -15,9 +15,10 @@ import argparse
 import time
 from pathlib import Path
 
+from emocloak.data.checkpoints import CheckpointError
 from emocloak.data.ferplus import load_ferplus
 from emocloak.data.provenance import training_data
-from emocloak.training import TrainConfig, record_run, train
+from emocloak.training import TrainConfig, init_arch, record_run, train
 
 
 def main() -> None:
@@ -29,10 +30,15 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--init", type=Path, help="start from these weights (same arch and width)")
+    p.add_argument("--init", type=Path, help="start from these weights (arch and width are read from them)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     extra = {"init": str(a.init)} if a.init else {}
+    if a.init:
+        try:
+            a.arch, a.width = init_arch(a.init)
+        except CheckpointError as exc:
+            p.error(f"--init {exc}")
     cfg = TrainConfig(arch=a.arch, width=a.width, epochs=a.epochs, lr=a.lr, seed=a.seed, threads=a.threads, extra=extra)
     t0 = time.time()
     tr, va, te = (load_ferplus(a.data, s) for s in ("train", "valid", "test"))

@@ -64,3 +64,16 @@ def test_cli_bad_recognizer_file_is_one_line(bad_files, cli):
     for path, why in bad_files.values():
         r = cli("predict", "--demo", "-r", path)
         assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_init_arch_reads_the_net_to_fine_tune_and_refuses_colour_models(bad_files):
+    """The script and `emocloak train --init` both build the net the weights file describes."""
+    from emocloak.training import init_arch
+
+    assert init_arch(WEIGHTS / "cnn.pt") == ("vgg", 24)
+    assert init_arch(WEIGHTS / "resnet.pt")[0] == "resnet"
+    with pytest.raises(CheckpointError, match="3-channel 64 px.*48 px gray"):
+        init_arch(WEIGHTS / "photo.pt")
+    path, why = bad_files["text"]
+    with pytest.raises(CheckpointError, match=why):
+        init_arch(path)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emocloak.data.checkpoints import load_checkpoint
+from emocloak.data.checkpoints import CheckpointError, load_checkpoint
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.files import atomic_write, write_text_atomic
 from emocloak.labels import LABELS
@@ -41,6 +41,25 @@ class TrainConfig:
     threads: int = 2
     soft_labels: bool = True
     extra: dict = field(default_factory=dict)
+
+
+def init_arch(path: str | Path) -> tuple[str, int]:
+    """Architecture and width of a weights file to fine-tune from, so the net built fits it.
+
+    Training here is on FER+ 48 px gray faces; a colour or larger model is refused in one line.
+    """
+    ckpt = load_checkpoint(path, "recognizer weights file")
+    try:
+        arch, width = str(ckpt["arch"]), int(ckpt["width"])
+        in_ch, size = int(ckpt.get("in_ch", 1)), int(ckpt.get("size", 48))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable architecture ({exc})") from exc
+    if (in_ch, size) != (1, 48):
+        raise CheckpointError(
+            f"{path} reads {in_ch}-channel {size} px faces; training here is on FER+ 48 px gray faces "
+            "(a colour photo model is trained by scripts/train_photo_recognizer.py)"
+        )
+    return arch, width
 
 
 def gray_faces_to_tensor(images: np.ndarray) -> torch.Tensor:

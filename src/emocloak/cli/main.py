@@ -746,20 +746,13 @@ def _train_with_progress(d, cfg, tr, va, out_file: Path, masks):
 
 def _init_arch(path: Path) -> tuple[str, int]:
     """Architecture and width of a FaceNet checkpoint, or one clear error."""
-    from emocloak.data.checkpoints import load_checkpoint
+    from emocloak.training import init_arch
 
     try:
-        ckpt = load_checkpoint(path, "recognizer weights file")
-        arch, width = str(ckpt["arch"]), int(ckpt["width"])
-    except (EmocloakError, TypeError, ValueError) as exc:
+        return init_arch(path)
+    except EmocloakError as exc:
         fail(f"--init {exc}")
         raise  # unreachable
-    if int(ckpt.get("in_ch", 1)) != 1 or int(ckpt.get("size", 48)) != 48:
-        fail(
-            f"--init {path} reads {ckpt.get('in_ch')}-channel {ckpt.get('size')} px faces; `emocloak train` trains "
-            "on FER+ 48 px gray faces (a colour photo model is trained by scripts/train_photo_recognizer.py)"
-        )
-    return arch, width
 
 
 @app.command()
