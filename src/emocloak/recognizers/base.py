@@ -119,9 +119,10 @@ class Recognizer:
         Memoised per (detector, pixels) and shared by every recognizer with that detector: an
         evaluation or an ensemble cloak reads the same photo through several recognizers, many times.
         """
-        rgb = as_rgb(image)
-        pixels = hashlib.blake2b(rgb.tobytes(), digest_size=16, person=bytes(str(rgb.shape), "ascii")[:16]).digest()
-        key = (self.find_faces, pixels)
+        rgb = np.ascontiguousarray(as_rgb(image))
+        # sha256 has CPU instructions on current x86 and ARM: 22 ms for a 12 MP photo here, blake2b 75 ms
+        pixels = hashlib.sha256(memoryview(rgb).cast("B")).digest()
+        key = (self.find_faces, rgb.shape, pixels)
         if key not in _FACE_CACHE:
             _FACE_CACHE[key] = self.find_faces(rgb)
             if len(_FACE_CACHE) > 2048:
