@@ -92,8 +92,8 @@ def main() -> None:
             adv = cloak(team[0], [img], detect=detect).images[0]
             seconds.append(time.perf_counter() - t0)
             for name in [left] if left else readers:
+                read = readers[name].predict_proba
                 for ch, through in CHANNELS.items():
-                    read = readers[name].predict_proba
                     b, a = (
                         int(predicted_labels(read([through(im)], detect=detect, on_no_face="nan"))[0])
                         for im in (img, adv)

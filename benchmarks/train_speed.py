@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import augment, soft_cross_entropy
+from emocloak.training import augment, standard_objective, train_step
 
 
 def seconds_per_batch(arch: str, width: int, channels_last: bool, batches: int, seed: int = 0) -> float:
@@ -34,10 +34,7 @@ def seconds_per_batch(arch: str, width: int, channels_last: bool, batches: int, 
         if i == 3:
             t0 = time.perf_counter()
         xb = augment(x, gen).contiguous(memory_format=fmt)
-        loss = soft_cross_entropy(model(xb), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, xb, y, None, None, standard_objective)
     return (time.perf_counter() - t0) / batches
 
 
