@@ -3,7 +3,8 @@
     python scripts/train_recognizer.py --arch vgg --width 24 --epochs 28 \
         --out src/emocloak/recognizers/weights/cnn.pt
 
-A second, shorter cycle from trained weights (fine-tuning) takes `--init W --lr 0.01`.
+A second, shorter cycle from trained weights (fine-tuning) takes `--init W --lr 0.01`; with
+`--swa` that cycle runs at the constant rate --lr and writes the average of its per-epoch weights.
 
 Writes the weights, a .json with the config and per-epoch validation accuracy,
 and the FER+ test accuracy at the end. Resumes from OUT.ckpt if interrupted.
@@ -31,9 +32,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--init", type=Path, help="start from these weights (arch and width are read from them)")
+    p.add_argument("--swa", action="store_true", help="constant --lr, average the weights after each epoch")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    extra = {"init": str(a.init)} if a.init else {}
+    extra = ({"init": str(a.init)} if a.init else {}) | ({"swa": True} if a.swa else {})
     if a.init:
         try:
             a.arch, a.width = init_arch(a.init)

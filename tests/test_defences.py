@@ -291,3 +291,31 @@ def test_cli_train_faat_on_a_few_faces(cli, tmp_path, monkeypatch):
     assert meta["command"].startswith("emocloak train --defence faat") and meta["config"]["extra"]["mask_floor"] == 0.25
     assert meta["config"]["extra"]["eps"] == 4 and meta["config"]["soft_labels"] is False
     assert list((tmp_path / "cache").glob("landmarks-fer2013.csv-train-24-limit16-seed0.npy"))
+
+
+def test_weight_averaging_ships_the_mean_of_epoch_weights_and_resumes(tmp_path):
+    """--swa: the written net is the mean of the per-epoch weights, also across an interruption."""
+    from emocloak.data.checkpoints import load_checkpoint
+    from emocloak.training import train
+
+    data = _tiny(24)
+    cfg = TrainConfig(width=4, epochs=2, batch_size=12, lr=0.05, threads=1, extra={"swa": True})
+    straight = train(cfg, data, data.subset(slice(0, 8)), tmp_path / "a.pt", log=lambda _: None)
+
+    def stop_in_epoch_two(done: int, total: int) -> None:
+        if done == 3:  # 2 batches an epoch: the first batch of epoch 2
+            raise KeyboardInterrupt
+
+    out = tmp_path / "b.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, data, out, log=lambda _: None, progress=stop_in_epoch_two)
+    first = load_checkpoint(out.with_suffix(".ckpt"), "training checkpoint")["model"]
+    resumed = train(cfg, data, data.subset(slice(0, 8)), out, log=lambda _: None)
+    last = load_checkpoint(out.with_suffix(".ckpt"), "training checkpoint")["model"]
+    key = "features.0.weight" if "features.0.weight" in first else next(k for k in first if k.endswith("weight"))
+    got = resumed.state_dict()[key]
+    assert torch.allclose(got, (first[key] + last[key]) / 2, atol=1e-6)
+    assert not torch.allclose(got, last[key])
+    assert torch.allclose(got, straight.state_dict()[key], atol=1e-6)
+    written = load_checkpoint(out, "recognizer weights file")["state_dict"]
+    assert torch.equal(written[key], got) and "n_averaged" not in written

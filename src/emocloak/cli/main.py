@@ -642,6 +642,9 @@ def train(
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training faces.")] = 28,
     lr: Annotated[float, typer.Option("--lr", min=0, help="Peak learning rate (one-cycle schedule).")] = 0.1,
+    swa: Annotated[
+        bool, typer.Option("--swa", help="Constant --lr; write the average of the weights after each epoch (SWA).")
+    ] = False,
     eps: Annotated[float | None, typer.Option("--eps", help="Training attack's L-inf budget in /255 [4].")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="PGD steps of the training attack [2].")] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="PGD step in /255 [eps/2].")] = None,
@@ -682,6 +685,8 @@ def train(
     cfg = TrainConfig(arch, width, epochs, batch_size, lr, seed=seed, threads=threads, soft_labels=tr.votes is not None)
     if init is not None:
         cfg.extra["init"] = str(init)
+    if swa:
+        cfg.extra["swa"] = True
     model = _train_with_progress(d, cfg, tr, va, out_file, masks)
     meta = record_run(
         out_file,

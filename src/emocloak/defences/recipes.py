@@ -148,6 +148,8 @@ def cli_command(d: DefenceConfig, cfg: TrainConfig, data: str | Path, out: str |
     parts = ["emocloak train", f"--defence {d.defence}", f"--data {data}", f"--out {out}"]
     if cfg.extra.get("init"):
         parts.append(f"--init {cfg.extra['init']}")
+    if cfg.extra.get("swa"):
+        parts.append("--swa")
     parts += [f"--arch {cfg.arch}", f"--width {cfg.width}", f"--epochs {cfg.epochs}", f"--lr {cfg.lr:g}"]
     parts += [f"--batch-size {cfg.batch_size}", f"--seed {cfg.seed}", f"--threads {cfg.threads}"]
     flags = {"eps": "--eps", "steps": "--steps", "alpha": "--alpha", "freq_weight": "--freq-weight"}
