@@ -25,7 +25,7 @@ from emocloak.data.ferplus import FaceSet
 from emocloak.faces.detect import Box, crop, detect_faces, square_box
 from emocloak.recognizers.base import GRAY
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import augment, resume_training, save_training, save_weights, soft_cross_entropy
+from emocloak.training import RunState, augment, resume_training, save_training, save_weights, soft_cross_entropy
 
 PHOTO_SIDE = 256  # TCCE photos are 256x256; others are resized to it when cached
 
@@ -275,10 +275,11 @@ def train_photo(
     steps = cfg.fer_per_epoch // cfg.fer_batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.15)
     ckpt, start, history, elapsed = out.with_suffix(".ckpt"), 0, [], 0.0
+    run = RunState(model, opt, sched, gen)
     if ckpt.exists():
         if not resume:
             raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or delete it to start afresh")
-        start, history, elapsed = resume_training(ckpt, asdict(cfg), model, opt, sched, gen)
+        start, history, elapsed = resume_training(ckpt, asdict(cfg), run)
         log(f"resumed from {ckpt} at epoch {start}")
     fer_soft = torch.from_numpy(faces.votes)
     eye = torch.eye(fer_soft.shape[1])
@@ -310,6 +311,6 @@ def train_photo(
         accs = {name: accuracy(model, xv, yv) for name, (xv, yv) in valid.items()}
         history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": accs, "seconds": elapsed})
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {accs} ({elapsed:.0f}s)")
-        save_training(ckpt, asdict(cfg), model, opt, sched, gen, epoch + 1, history, elapsed)
+        save_training(ckpt, asdict(cfg), run, epoch + 1, history, elapsed)
     save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed}, cfg.size)
     return model

@@ -202,8 +202,9 @@ def train(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt, start, history, elapsed = out.with_suffix(".ckpt"), 0, [], 0.0
+    run = RunState(model, opt, sched, gen, avg)
     if ckpt.exists():
-        start, history, elapsed = resume_training(ckpt, asdict(cfg), model, opt, sched, gen, avg)
+        start, history, elapsed = resume_training(ckpt, asdict(cfg), run)
         log(f"resumed from {ckpt} at epoch {start}")
     x_all = gray_faces_to_tensor(train_set.images)
     y_soft = training_targets(train_set, cfg.soft_labels)
@@ -228,7 +229,7 @@ def train(
         acc = accuracy(model, valid_set)
         history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": acc, "seconds": elapsed})
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {acc:.4f} ({elapsed:.0f}s)")
-        save_training(ckpt, asdict(cfg), model, opt, sched, gen, epoch + 1, history, elapsed, avg)
+        save_training(ckpt, asdict(cfg), run, epoch + 1, history, elapsed)
     if avg is not None:
         model = averaged(avg, x_all, cfg.batch_size)
         log(f"weight average of {cfg.epochs} epochs: valid {accuracy(model, valid_set):.4f}")
@@ -249,26 +250,26 @@ def averaged(avg: torch.optim.swa_utils.AveragedModel, x: torch.Tensor, batch: i
 Schedule = torch.optim.lr_scheduler.LRScheduler
 
 
-def save_training(
-    ckpt: Path,
-    config: dict,
-    model: nn.Module,
-    opt: torch.optim.Optimizer,
-    sched: Schedule,
-    gen: torch.Generator,
-    epoch: int,
-    history: list,
-    elapsed: float,
-    avg: torch.optim.swa_utils.AveragedModel | None = None,
-) -> None:
+@dataclass
+class RunState:
+    """The live objects of a training run that its checkpoint saves and restores."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Schedule
+    gen: torch.Generator
+    avg: torch.optim.swa_utils.AveragedModel | None = None
+
+
+def save_training(ckpt: Path, config: dict, run: RunState, epoch: int, history: list, elapsed: float) -> None:
     """Everything a run needs to go on after `epoch` exactly as if it had not stopped."""
     state = {
-        "avg": None if avg is None else avg.state_dict(),
+        "avg": None if run.avg is None else run.avg.state_dict(),
         "config": config,
-        "model": model.state_dict(),
-        "opt": opt.state_dict(),
-        "sched": sched.state_dict(),
-        "gen": gen.get_state(),
+        "model": run.model.state_dict(),
+        "opt": run.opt.state_dict(),
+        "sched": run.sched.state_dict(),
+        "gen": run.gen.get_state(),
         "torch_rng": torch.get_rng_state(),  # dropout draws from the global generator
         "epoch": epoch,
         "history": history,
@@ -277,27 +278,19 @@ def save_training(
     atomic_write(ckpt, lambda tmp: torch.save(state, tmp))  # a cut-off save keeps the last good one
 
 
-def resume_training(
-    ckpt: Path,
-    config: dict,
-    model: nn.Module,
-    opt: torch.optim.Optimizer,
-    sched: Schedule,
-    gen: torch.Generator,
-    avg: torch.optim.swa_utils.AveragedModel | None = None,
-) -> tuple[int, list, float]:
+def resume_training(ckpt: Path, config: dict, run: RunState) -> tuple[int, list, float]:
     """Restore a `save_training` file into the given objects: (epochs done, history, seconds so far)."""
     state = load_checkpoint(ckpt, "training checkpoint")
     if state.get("config") != config:
         raise ValueError(f"{ckpt} was made with another config; delete it to start afresh")
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["opt"])
-    sched.load_state_dict(state["sched"])
-    gen.set_state(state["gen"])
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["opt"])
+    run.sched.load_state_dict(state["sched"])
+    run.gen.set_state(state["gen"])
     if "torch_rng" in state:  # absent in checkpoints written before it was kept
         torch.set_rng_state(state["torch_rng"])
-    if avg is not None:
-        avg.load_state_dict(state["avg"])
+    if run.avg is not None:
+        run.avg.load_state_dict(state["avg"])
     return state["epoch"], state["history"], state["elapsed"]
 
 
