@@ -272,6 +272,10 @@ def test_cli_train_pgd_at_with_logit_adjustment_records_it(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["config"]["extra"]["logit_adjust"] == 0.5 and "--logit-adjust 0.5" in meta["command"]
+    r = cli(*args[:6], tmp_path / "swa.pt", *args[7:], "--batch-size", "8", "--threads", "1", "--swa")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "swa.json").read_text())
+    assert meta["config"]["extra"]["swa"] is True and " --swa " in meta["command"]
 
 
 def test_cli_train_faat_on_a_few_faces(cli, tmp_path, monkeypatch):
