@@ -5,6 +5,7 @@
 
 A second, shorter cycle from trained weights (fine-tuning) takes `--init W --lr 0.01`; with
 `--swa` that cycle runs at the constant rate --lr and writes the average of its per-epoch weights.
+`--teacher W` adds knowledge distillation from W (`training.distillation_objective`).
 
 Writes the weights, a .json with the config and per-epoch validation accuracy,
 and the FER+ test accuracy at the end. Resumes from OUT.ckpt if interrupted.
@@ -19,7 +20,7 @@ from pathlib import Path
 from emocloak.data.checkpoints import CheckpointError
 from emocloak.data.ferplus import load_ferplus
 from emocloak.data.provenance import training_data
-from emocloak.training import TrainConfig, init_arch, record_run, train
+from emocloak.training import TrainConfig, distillation_from, init_arch, record_run, standard_objective, train
 
 
 def main() -> None:
@@ -33,18 +34,27 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--init", type=Path, help="start from these weights (arch and width are read from them)")
     p.add_argument("--swa", action="store_true", help="constant --lr, average the weights after each epoch")
+    p.add_argument("--teacher", type=Path, help="distil from these weights: they read each augmented batch too")
+    p.add_argument("--kd-weight", type=float, default=0.5, help="share of the distillation term in the loss")
+    p.add_argument("--kd-temperature", type=float, default=2.0)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     extra = ({"init": str(a.init)} if a.init else {}) | ({"swa": True} if a.swa else {})
+    if a.teacher:
+        extra |= {"teacher": str(a.teacher), "kd_weight": a.kd_weight, "kd_temperature": a.kd_temperature}
     if a.init:
         try:
             a.arch, a.width = init_arch(a.init)
         except CheckpointError as exc:
             p.error(f"--init {exc}")
     cfg = TrainConfig(arch=a.arch, width=a.width, epochs=a.epochs, lr=a.lr, seed=a.seed, threads=a.threads, extra=extra)
+    try:
+        objective = distillation_from(cfg) or standard_objective
+    except (CheckpointError, ValueError) as exc:
+        p.error(f"--teacher {exc}")
     t0 = time.time()
     tr, va, te = (load_ferplus(a.data, s) for s in ("train", "valid", "test"))
-    model = train(cfg, tr, va, a.out)
+    model = train(cfg, tr, va, a.out, objective=objective)
     meta = record_run(
         a.out,
         model,

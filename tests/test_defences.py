@@ -220,6 +220,31 @@ def test_logit_adjustment_trains_on_logits_shifted_by_the_log_prior():
     assert "logit_adjust" not in DefenceConfig("pgd-at").settings()
 
 
+def test_distillation_mixes_label_loss_and_the_teachers_tempered_reading():
+    """weight 0: the plain loss; a teacher equal to the student adds nothing; otherwise KL at T, scaled by T^2."""
+    from copy import deepcopy
+
+    from emocloak.training import distillation_objective, soft_cross_entropy
+
+    torch.manual_seed(0)
+    data = _tiny(8)
+    x = torch.from_numpy(data.images).float().div(255).unsqueeze(1)
+    y = torch.from_numpy(data.votes)
+    student, teacher = FaceNet("vgg", width=4).eval(), FaceNet("vgg", width=4).eval()
+    ce = soft_cross_entropy(student(x), y)
+    assert torch.isclose(distillation_objective(teacher, 0.0)(student, x, x, y), ce)
+    assert torch.isclose(distillation_objective(deepcopy(student), 0.5)(student, x, x, y), 0.5 * ce, atol=1e-6)
+    t, s = torch.softmax(teacher(x) / 3, 1), torch.log_softmax(student(x) / 3, 1)
+    kl = (t * (t.log() - s)).sum(1).mean()
+    loss = distillation_objective(teacher, 0.25, temperature=3)(student, x, x, y)
+    assert torch.isclose(loss, 0.75 * ce + 0.25 * 9 * kl, atol=1e-5) and kl > 1e-4
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters()) and not teacher.training
+    for bad in ({"weight": 1.5}, {"weight": 0.5, "temperature": 0.0}):
+        with pytest.raises(ValueError, match="distillation"):
+            distillation_objective(teacher, **bad)
+
+
 def test_trades_adversary_moves_the_reading_without_labels():
     """TRADES' attack needs no label: it pushes the reading away from the model's own clean one."""
     torch.manual_seed(0)
@@ -276,6 +301,26 @@ def test_cli_train_pgd_at_with_logit_adjustment_records_it(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     meta = json.loads((tmp_path / "swa.json").read_text())
     assert meta["config"]["extra"]["swa"] is True and " --swa " in meta["command"]
+
+
+def test_cli_train_with_a_teacher_records_it_and_refuses_what_it_cannot_use(cli, tmp_path):
+    import json
+
+    data, teacher, out = _kaggle_csv(tmp_path / "fer2013.csv"), tmp_path / "teacher.pt", tmp_path / "kd.pt"
+    args = ["train", "-d", "standard", "--data", data, "--limit", "16", "--width", "4", "--epochs", "1"]
+    args += ["--batch-size", "8", "--threads", "1"]
+    assert cli(*args, "--out", teacher).returncode == 0
+    r = cli(*args, "--out", out, "--teacher", teacher, "--kd-weight", "0.7")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["config"]["extra"]["teacher"] == str(teacher) and meta["config"]["extra"]["kd_weight"] == 0.7
+    assert f"--teacher {teacher} --kd-weight 0.7" in meta["command"]
+    photo = Path(emocloak.__file__).parent / "recognizers" / "weights" / "photo.pt"  # colour, 64 px
+    r = cli(*args, "--out", tmp_path / "x.pt", "--teacher", photo)
+    assert r.returncode == 2 and "--teacher" in r.stderr and "48 px gray" in r.stderr
+    args[2] = "pgd-at"
+    r = cli(*args, "--out", tmp_path / "y.pt", "--teacher", teacher)
+    assert r.returncode == 2 and "--defence standard only" in r.stderr
 
 
 def test_cli_train_faat_on_a_few_faces(cli, tmp_path, monkeypatch):

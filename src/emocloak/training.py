@@ -150,6 +150,41 @@ def logit_adjusted_objective(shift: torch.Tensor) -> Objective:
     return objective
 
 
+def distillation_objective(teacher: nn.Module, weight: float, temperature: float = 2.0) -> Objective:
+    """(1 - weight) * cross-entropy to the labels + weight * T^2 * KL(teacher || student), both at temperature T.
+
+    The teacher reads the very batch the student trains on (the same augmentation: a "consistent"
+    teacher, Beyer et al. 2022), so its soft reading of each distorted face is the target, not a
+    reading of the clean face that the distortion may have changed.
+    """
+    if not 0 <= weight <= 1 or temperature <= 0:
+        raise ValueError(f"distillation weight must be in [0, 1] and temperature > 0, got {weight}, {temperature}")
+    teacher.eval()
+
+    def objective(model: nn.Module, x: torch.Tensor, x_train: torch.Tensor, y_soft: torch.Tensor) -> torch.Tensor:
+        logits = model(x_train)
+        with torch.no_grad():
+            target = F.softmax(teacher(x_train) / temperature, 1)
+        kd = F.kl_div(F.log_softmax(logits / temperature, 1), target, reduction="batchmean") * temperature**2
+        return (1 - weight) * soft_cross_entropy(logits, y_soft) + weight * kd
+
+    return objective
+
+
+def distillation_from(cfg: TrainConfig) -> Objective | None:
+    """The distillation objective a config names (extra: teacher, kd_weight, kd_temperature), or None.
+
+    The teacher path stays in the config, so the training record says what the model learnt from.
+    """
+    if not cfg.extra.get("teacher"):
+        return None
+    from emocloak.recognizers.registry import load_facenet
+
+    init_arch(cfg.extra["teacher"])  # one clear error for a file that is not a 48 px gray FaceNet
+    teacher = load_facenet(cfg.extra["teacher"]).model.to(memory_format=torch.channels_last)
+    return distillation_objective(teacher, cfg.extra.get("kd_weight", 0.5), cfg.extra.get("kd_temperature", 2.0))
+
+
 def train_step(
     model: nn.Module,
     opt: torch.optim.Optimizer,

@@ -645,6 +645,12 @@ def train(
     swa: Annotated[
         bool, typer.Option("--swa", help="Constant --lr; write the average of the weights after each epoch (SWA).")
     ] = False,
+    teacher: Annotated[
+        Path | None, typer.Option("--teacher", help="Distil from these weights (.pt); standard defence only.")
+    ] = None,
+    kd_weight: Annotated[
+        float, typer.Option("--kd-weight", min=0, max=1, help="Share of the distillation term in the loss.")
+    ] = 0.5,
     eps: Annotated[float | None, typer.Option("--eps", help="Training attack's L-inf budget in /255 [4].")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="PGD steps of the training attack [2].")] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="PGD step in /255 [eps/2].")] = None,
@@ -680,6 +686,10 @@ def train(
     _out_file(out_file, overwrite or out_file.with_suffix(".ckpt").is_file())  # resuming rewrites its own output
     if init is not None:
         arch, width = _init_arch(init)
+    if teacher is not None:
+        _init_arch(teacher, "--teacher")
+        if d.settings() != {"defence": "standard"}:
+            fail("--teacher: distillation replaces the plain cross-entropy, so it goes with --defence standard only")
     t0 = time.time()
     tr, va, masks = _training_data(data, d, limit, seed)
     cfg = TrainConfig(arch, width, epochs, batch_size, lr, seed=seed, threads=threads, soft_labels=tr.votes is not None)
@@ -687,6 +697,8 @@ def train(
         cfg.extra["init"] = str(init)
     if swa:
         cfg.extra["swa"] = True
+    if teacher is not None:
+        cfg.extra |= {"teacher": str(teacher), "kd_weight": kd_weight}
     model = _train_with_progress(d, cfg, tr, va, out_file, masks)
     meta = record_run(
         out_file,
@@ -749,14 +761,14 @@ def _train_with_progress(d, cfg, tr, va, out_file: Path, masks):
             raise  # unreachable
 
 
-def _init_arch(path: Path) -> tuple[str, int]:
-    """Architecture and width of a FaceNet checkpoint, or one clear error."""
+def _init_arch(path: Path, flag: str = "--init") -> tuple[str, int]:
+    """Architecture and width of a FaceNet checkpoint, or one clear error naming the option."""
     from emocloak.training import init_arch
 
     try:
         return init_arch(path)
     except EmocloakError as exc:
-        fail(f"--init {exc}")
+        fail(f"{flag} {exc}")
         raise  # unreachable
 
 

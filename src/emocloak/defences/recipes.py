@@ -25,7 +25,14 @@ from emocloak.defences.masks import DEFAULT_FLOOR, DEFAULT_SIGMA, dataset_masks
 from emocloak.defences.trades import DEFAULT_BETA, trades_adversary, trades_objective
 from emocloak.errors import DatasetError
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import TrainConfig, class_prior, logit_adjusted_objective, standard_objective, train
+from emocloak.training import (
+    TrainConfig,
+    class_prior,
+    distillation_from,
+    logit_adjusted_objective,
+    standard_objective,
+    train,
+)
 
 DEFENCES = ("standard", "pgd-at", "trades", "faat")
 
@@ -140,6 +147,10 @@ def train_defence(
         raise ValueError("FAAT with a mask needs the training faces' attention masks (see training_faces)")
     cfg.extra.update(d.settings())
     aux, h = (masks if d.uses_mask else None), hooks(d, class_prior(train_set, cfg.soft_labels))
+    if kd := distillation_from(cfg):
+        if d.settings() != {"defence": "standard"}:
+            raise ValueError("distillation (a teacher) replaces the plain cross-entropy: standard defence only")
+        h["objective"] = kd
     return train(cfg, train_set, valid_set, out, log=log, aux=aux, progress=progress, **h)
 
 
@@ -150,6 +161,8 @@ def cli_command(d: DefenceConfig, cfg: TrainConfig, data: str | Path, out: str |
         parts.append(f"--init {cfg.extra['init']}")
     if cfg.extra.get("swa"):
         parts.append("--swa")
+    if cfg.extra.get("teacher"):
+        parts.append(f"--teacher {cfg.extra['teacher']} --kd-weight {cfg.extra.get('kd_weight', 0.5):g}")
     parts += [f"--arch {cfg.arch}", f"--width {cfg.width}", f"--epochs {cfg.epochs}", f"--lr {cfg.lr:g}"]
     parts += [f"--batch-size {cfg.batch_size}", f"--seed {cfg.seed}", f"--threads {cfg.threads}"]
     flags = {"eps": "--eps", "steps": "--steps", "alpha": "--alpha", "freq_weight": "--freq-weight"}
