@@ -5,7 +5,7 @@
 
 Each weights file (default: the width-32 candidates, the shipped `cnn` and `resnet`) reads FER+
 valid and test (labels: fer2013new.csv, majority protocol; flip test-time augmentation inside each
-model); every combination of two or more is scored by its mean probabilities. A distillation
+model); each model alone and every combination of them is scored by its mean probabilities. A distillation
 teacher is worth training toward only if an ensemble beats its best member on valid; pick on
 valid, test is reported, not chosen on.
 """
@@ -21,18 +21,11 @@ import torch
 
 from emocloak.data.ferplus import load_ferplus
 from emocloak.recognizers.registry import WEIGHTS, load_facenet
-from emocloak.training import gray_faces_to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = ROOT / "models" / "candidates"
 DEFAULT = [CANDIDATES / f"cnn-w32{s}.pt" for s in ("", "-swa", "-swa2")] + [WEIGHTS / "cnn.pt", WEIGHTS / "resnet.pt"]
 SPLITS = ("valid", "test")
-
-
-@torch.no_grad()
-def probabilities(path: Path, x: torch.Tensor, batch: int = 512) -> np.ndarray:
-    model = load_facenet(path).model.eval()
-    return torch.cat([model(x[i : i + batch]).softmax(1) for i in range(0, len(x), batch)]).numpy()
 
 
 def table(probs: dict[str, dict[str, np.ndarray]], labels: dict[str, np.ndarray]) -> list[tuple[str, dict]]:
@@ -55,24 +48,24 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     faces = {s: load_ferplus(a.data, s) for s in SPLITS}
     labels = {s: f.labels for s, f in faces.items()}
-    x = {s: gray_faces_to_tensor(f.images) for s, f in faces.items()}
-    probs = {w.stem: {s: probabilities(w, x[s]) for s in SPLITS} for w in a.weights}
+    crops = {s: list(np.repeat(f.images[..., None], 3, -1)) for s, f in faces.items()}  # whole-face RGB crops
+    recs = [load_facenet(w) for w in a.weights]
+    probs = {r.name: {s: r.predict_crops(crops[s]) for s in SPLITS} for r in recs}
     rows = table(probs, labels)
     n = {s: len(labels[s]) for s in SPLITS}
-    lines = [
+    header = [
         "# FER+ ensembles: mean probabilities of our models",
         "",
         f"Command: `python benchmarks/ferplus_ensembles.py --threads {a.threads}`. FER+ valid ({n['valid']:,}) and "
         f"test ({n['test']:,}), labels fer2013new.csv, majority protocol; each model with its flip test-time "
         "augmentation. Sorted by valid accuracy (the only one to choose on).",
         "",
-        "| models | valid % | test % |",
-        "|---|---|---|",
-        *(f"| {name} | {100 * acc['valid']:.2f} | {100 * acc['test']:.2f} |" for name, acc in rows),
     ]
+    body = ["| models | valid % | test % |", "|---|---|---|"]
+    body += [f"| {name} | {100 * acc['valid']:.2f} | {100 * acc['test']:.2f} |" for name, acc in rows]
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[-len(rows) - 2 :][:12]))
+    a.out.write_text("\n".join(header + body) + "\n")
+    print("\n".join(body[:12]))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,16 @@ from pathlib import Path
 from emocloak.data.checkpoints import CheckpointError
 from emocloak.data.ferplus import load_ferplus
 from emocloak.data.provenance import training_data
-from emocloak.training import TrainConfig, distillation_from, init_arch, record_run, standard_objective, train
+from emocloak.training import (
+    KD_TEMPERATURE,
+    KD_WEIGHT,
+    TrainConfig,
+    distillation_from,
+    init_arch,
+    record_run,
+    standard_objective,
+    train,
+)
 
 
 def main() -> None:
@@ -35,8 +44,8 @@ def main() -> None:
     p.add_argument("--init", type=Path, help="start from these weights (arch and width are read from them)")
     p.add_argument("--swa", action="store_true", help="constant --lr, average the weights after each epoch")
     p.add_argument("--teacher", type=Path, help="distil from these weights: they read each augmented batch too")
-    p.add_argument("--kd-weight", type=float, default=0.5, help="share of the distillation term in the loss")
-    p.add_argument("--kd-temperature", type=float, default=2.0)
+    p.add_argument("--kd-weight", type=float, default=KD_WEIGHT, help="share of the distillation term in the loss")
+    p.add_argument("--kd-temperature", type=float, default=KD_TEMPERATURE)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     extra = ({"init": str(a.init)} if a.init else {}) | ({"swa": True} if a.swa else {})

@@ -150,7 +150,10 @@ def logit_adjusted_objective(shift: torch.Tensor) -> Objective:
     return objective
 
 
-def distillation_objective(teacher: nn.Module, weight: float, temperature: float = 2.0) -> Objective:
+KD_WEIGHT, KD_TEMPERATURE = 0.5, 2.0  # distillation defaults: half the loss from the teacher, softened at T = 2
+
+
+def distillation_objective(teacher: nn.Module, weight: float, temperature: float = KD_TEMPERATURE) -> Objective:
     """(1 - weight) * cross-entropy to the labels + weight * T^2 * KL(teacher || student), both at temperature T.
 
     The teacher reads the very batch the student trains on (the same augmentation: a "consistent"
@@ -182,7 +185,8 @@ def distillation_from(cfg: TrainConfig) -> Objective | None:
 
     init_arch(cfg.extra["teacher"])  # one clear error for a file that is not a 48 px gray FaceNet
     teacher = load_facenet(cfg.extra["teacher"]).model.to(memory_format=torch.channels_last)
-    return distillation_objective(teacher, cfg.extra.get("kd_weight", 0.5), cfg.extra.get("kd_temperature", 2.0))
+    weight, temperature = cfg.extra.get("kd_weight", KD_WEIGHT), cfg.extra.get("kd_temperature", KD_TEMPERATURE)
+    return distillation_objective(teacher, weight, temperature)
 
 
 def train_step(

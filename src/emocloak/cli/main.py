@@ -649,8 +649,8 @@ def train(
         Path | None, typer.Option("--teacher", help="Distil from these weights (.pt); standard defence only.")
     ] = None,
     kd_weight: Annotated[
-        float, typer.Option("--kd-weight", min=0, max=1, help="Share of the distillation term in the loss.")
-    ] = 0.5,
+        float | None, typer.Option("--kd-weight", min=0, max=1, help="Distillation share of the loss [0.5].")
+    ] = None,
     eps: Annotated[float | None, typer.Option("--eps", help="Training attack's L-inf budget in /255 [4].")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="PGD steps of the training attack [2].")] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="PGD step in /255 [eps/2].")] = None,
@@ -677,7 +677,7 @@ def train(
     import time
 
     from emocloak.defences.recipes import cli_command
-    from emocloak.training import TrainConfig, record_run
+    from emocloak.training import KD_WEIGHT, TrainConfig, record_run
 
     given = dict(eps=eps, steps=steps, alpha=alpha, freq_weight=freq_weight, freq_radius=freq_radius)
     d = _defence(defence, **given, mask_floor=mask_floor, mask_sigma=mask_sigma, beta=beta, logit_adjust=logit_adjust)
@@ -688,8 +688,7 @@ def train(
         arch, width = _init_arch(init)
     if teacher is not None:
         _init_arch(teacher, "--teacher")
-        if d.settings() != {"defence": "standard"}:
-            fail("--teacher: distillation replaces the plain cross-entropy, so it goes with --defence standard only")
+        _check_teacher(d)
     t0 = time.time()
     tr, va, masks = _training_data(data, d, limit, seed)
     cfg = TrainConfig(arch, width, epochs, batch_size, lr, seed=seed, threads=threads, soft_labels=tr.votes is not None)
@@ -698,7 +697,7 @@ def train(
     if swa:
         cfg.extra["swa"] = True
     if teacher is not None:
-        cfg.extra |= {"teacher": str(teacher), "kd_weight": kd_weight}
+        cfg.extra |= {"teacher": str(teacher), "kd_weight": KD_WEIGHT if kd_weight is None else kd_weight}
     model = _train_with_progress(d, cfg, tr, va, out_file, masks)
     meta = record_run(
         out_file,
@@ -759,6 +758,16 @@ def _train_with_progress(d, cfg, tr, va, out_file: Path, masks):
         except ValueError as exc:  # e.g. a checkpoint of another configuration at OUT.ckpt
             fail(str(exc))
             raise  # unreachable
+
+
+def _check_teacher(d) -> None:
+    """Refuse --teacher with a defence it does not go with, before any data is read."""
+    from emocloak.defences.recipes import check_teacher
+
+    try:
+        check_teacher(d)
+    except ValueError as exc:
+        fail(f"--teacher: {exc}")
 
 
 def _init_arch(path: Path, flag: str = "--init") -> tuple[str, int]:

@@ -26,6 +26,7 @@ from emocloak.defences.trades import DEFAULT_BETA, trades_adversary, trades_obje
 from emocloak.errors import DatasetError
 from emocloak.recognizers.facenet import FaceNet
 from emocloak.training import (
+    KD_WEIGHT,
     TrainConfig,
     class_prior,
     distillation_from,
@@ -132,6 +133,12 @@ def training_faces(
     return faces, masks
 
 
+def check_teacher(d: DefenceConfig) -> None:
+    """Distillation replaces the plain cross-entropy, so a teacher goes with the plain standard defence only."""
+    if d.settings() != {"defence": "standard"}:
+        raise ValueError("distillation replaces the plain cross-entropy, so it goes with --defence standard only")
+
+
 def train_defence(
     d: DefenceConfig,
     cfg: TrainConfig,
@@ -145,11 +152,11 @@ def train_defence(
     """Train `cfg`'s model with defence `d` (masks: from `training_faces`); resumable from `out`.ckpt."""
     if d.uses_mask and masks is None:
         raise ValueError("FAAT with a mask needs the training faces' attention masks (see training_faces)")
+    if cfg.extra.get("teacher"):
+        check_teacher(d)
     cfg.extra.update(d.settings())
     aux, h = (masks if d.uses_mask else None), hooks(d, class_prior(train_set, cfg.soft_labels))
     if kd := distillation_from(cfg):
-        if d.settings() != {"defence": "standard"}:
-            raise ValueError("distillation (a teacher) replaces the plain cross-entropy: standard defence only")
         h["objective"] = kd
     return train(cfg, train_set, valid_set, out, log=log, aux=aux, progress=progress, **h)
 
@@ -162,7 +169,7 @@ def cli_command(d: DefenceConfig, cfg: TrainConfig, data: str | Path, out: str |
     if cfg.extra.get("swa"):
         parts.append("--swa")
     if cfg.extra.get("teacher"):
-        parts.append(f"--teacher {cfg.extra['teacher']} --kd-weight {cfg.extra.get('kd_weight', 0.5):g}")
+        parts.append(f"--teacher {cfg.extra['teacher']} --kd-weight {cfg.extra.get('kd_weight', KD_WEIGHT):g}")
     parts += [f"--arch {cfg.arch}", f"--width {cfg.width}", f"--epochs {cfg.epochs}", f"--lr {cfg.lr:g}"]
     parts += [f"--batch-size {cfg.batch_size}", f"--seed {cfg.seed}", f"--threads {cfg.threads}"]
     flags = {"eps": "--eps", "steps": "--steps", "alpha": "--alpha", "freq_weight": "--freq-weight"}
