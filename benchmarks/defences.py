@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 DATA = ROOT.parent / "shared" / "data"
 ARMS = {
-    "cnn": "shipped `cnn`, the start of every arm (not fine-tuned)",
+    "cnn": "the width-24 `cnn` (now `cnn-w24`), the start of every arm (not fine-tuned)",
     "standard": "standard fine-tuning (clean faces): the control",
     "pgd-at": "PGD-AT (Madry et al. 2018)",
     "trades": "TRADES (Zhang et al. 2019), beta 6",
@@ -195,7 +195,7 @@ def batch_cpu_seconds(arm: str, batches: int) -> float:
 
 
 def model_path(name: str, runs: Path) -> Path:
-    return WEIGHTS / "cnn.pt" if name == "cnn" else runs / f"{name}.pt"
+    return WEIGHTS / "cnn-w24.pt" if name == "cnn" else runs / f"{name}.pt"  # the arms' start, width 24
 
 
 def short_hash(path: Path) -> str:

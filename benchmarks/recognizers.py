@@ -140,7 +140,9 @@ def render(rows: dict, threads: int) -> str:
         "  Speed: one photo at a time, detection included.",
         "- **TCCE jpeg:50 / resize:0.5**: the same photos after JPEG quality 50, or halved (Lanczos), before",
         "  the recognizer's pipeline: what a platform's re-encoding does.",
-        "- **train min**: training time on this 2-core CPU, from the .json beside the weights (`fer`: third-party).",
+        "- **train min**: the weights file's own training run on this 2-core CPU, from the .json beside it; "
+        "a fine-tune or weight average leaves out its start's (`cnn`: the README gives both stages; "
+        "`fer`: third-party).",
         "",
         "| recognizer | FER+ test acc % | FER+ lost | TCCE test acc % | TCCE jpeg:50 % | TCCE resize:0.5 % "
         "| TCCE no face | train min | FER+ faces/s | TCCE photos/s |",

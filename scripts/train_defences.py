@@ -39,7 +39,7 @@ from emocloak.recognizers.registry import WEIGHTS
 from emocloak.training import TrainConfig, record_run
 
 ROOT = Path(__file__).resolve().parents[1]
-INIT = WEIGHTS / "cnn.pt"
+INIT = WEIGHTS / "cnn-w24.pt"  # the shipped defences start from the width-24 cnn
 
 
 def every(n: int):

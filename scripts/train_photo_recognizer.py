@@ -86,7 +86,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--cache", type=Path, default=Path("runs/photo_cache"))
-    p.add_argument("--init", default=str(WEIGHTS / "cnn.pt"))
+    p.add_argument("--init", default=str(WEIGHTS / "cnn-w24.pt"))  # what the shipped photo started from
     p.add_argument("--valid-subjects", nargs="+", default=["16", "27"], help="TCCE train performers held out")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=8)

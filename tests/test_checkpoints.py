@@ -70,7 +70,7 @@ def test_init_arch_reads_the_net_to_fine_tune_and_refuses_colour_models(bad_file
     """The script and `emocloak train --init` both build the net the weights file describes."""
     from emocloak.training import init_arch
 
-    assert init_arch(WEIGHTS / "cnn.pt") == ("vgg", 24)
+    assert init_arch(WEIGHTS / "cnn.pt") == ("vgg", 40) and init_arch(WEIGHTS / "cnn-w24.pt") == ("vgg", 24)
     assert init_arch(WEIGHTS / "resnet.pt")[0] == "resnet"
     with pytest.raises(CheckpointError, match="3-channel 64 px.*48 px gray"):
         init_arch(WEIGHTS / "photo.pt")

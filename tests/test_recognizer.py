@@ -74,11 +74,13 @@ def test_unknown_recognizer_lists_valid_names():
 
 
 def test_default_ensemble_is_the_differentiable_models_less_the_superseded():
-    from emocloak.recognizers.registry import SUPERSEDED, differentiable, ensemble
+    from emocloak.recognizers.registry import STAND_INS, SUPERSEDED, differentiable, ensemble
 
     assert "landmarks" not in differentiable() and "cnn-faat" in differentiable()
     assert "cnn-robust" in ensemble() and not set(SUPERSEDED) & set(ensemble())
     assert set(SUPERSEDED.values()) <= set(ensemble()) <= set(differentiable())  # a successor is always there
+    assert not set(STAND_INS) & set(ensemble()) and set(STAND_INS.values()) <= set(ensemble())
+    assert len(ensemble()) == len(set(ensemble()))  # a stand-in is a member once
 
 
 def test_colour_recognizer_reads_rgb_and_passes_gradients():
