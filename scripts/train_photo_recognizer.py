@@ -3,7 +3,8 @@
     nice -n 19 python scripts/train_photo_recognizer.py --threads 1 \
         --out src/emocloak/recognizers/weights/photo.pt            # add --resume to continue
 
-Starts from the shipped `cnn` (its first conv spread over RGB). Faces and photos are read once
+Starts from a 48 px gray VGG (default `cnn-w24`, what the shipped `photo` started from; its width is
+kept, its first conv spread over RGB). Faces and photos are read once
 into a cache (`runs/photo_cache/`, never committed). Validation: FER+ valid and the TCCE training
 performers given by --valid-subjects (held out of training); the 6 TCCE test performers are
 never read before the final test. Writes the weights and a .json beside them: config, the exact
@@ -35,6 +36,7 @@ from emocloak.photo_training import (
     train_photo,
 )
 from emocloak.recognizers.registry import WEIGHTS, load_facenet
+from emocloak.training import init_arch
 
 
 def log(msg: str) -> None:
@@ -86,11 +88,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--cache", type=Path, default=Path("runs/photo_cache"))
-    p.add_argument("--init", default=str(WEIGHTS / "cnn-w24.pt"))  # what the shipped photo started from
+    p.add_argument(
+        "--init", default=str(WEIGHTS / "cnn-w24.pt"), help="48 px gray VGG to start from (its width is kept)"
+    )
     p.add_argument("--valid-subjects", nargs="+", default=["16", "27"], help="TCCE train performers held out")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--fer-per-epoch", type=int, default=9600)
+    p.add_argument("--photo-batch", type=int, default=32, help="TCCE crops beside each batch of 96 FER+ faces")
     p.add_argument("--lr", type=float, default=0.03)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -108,10 +113,15 @@ def main() -> None:
     held = np.isin(tcce.subjects, a.valid_subjects)
     train_ph, valid_ph = tcce.subset(np.flatnonzero(~held)), tcce.subset(np.flatnonzero(held))
     log(f"FER+ train {len(faces)}, valid {len(fvalid)}; TCCE train {len(train_ph)}, valid {len(valid_ph)}")
+    arch, width = init_arch(a.init)
+    if arch != "vgg":
+        raise SystemExit(f"--init {a.init} is a {arch}; the photo recognizer is a VGG")
     cfg = PhotoConfig(
         size=a.size,
+        width=width,
         epochs=a.epochs,
         fer_per_epoch=a.fer_per_epoch,
+        photo_batch=a.photo_batch,
         lr=a.lr,
         seed=a.seed,
         threads=a.threads,

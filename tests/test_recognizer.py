@@ -127,3 +127,39 @@ def test_shipped_recognizers_are_real_models(name, floor, data_dir):
     faces = [np.repeat(f[..., None], 3, 2) for f in test.images]
     acc = (emocloak.load_recognizer(name).predict_proba(faces, detect=False).argmax(1) == test.labels).mean()
     assert acc >= floor
+
+
+def test_photo_training_keeps_the_start_width_and_writes_a_loadable_model(tmp_path):
+    """A one-epoch run on synthetic faces and photos; its checkpoint is kept, never overwritten unasked."""
+    from emocloak.data.ferplus import FaceSet
+    from emocloak.photo_training import PhotoConfig, PhotoSet, train_photo
+    from emocloak.recognizers.registry import load_facenet
+
+    rng = np.random.default_rng(0)
+    gray = FaceNet("vgg", width=8)
+    torch.save({"arch": "vgg", "width": 8, "state_dict": gray.state_dict()}, tmp_path / "g.pt")
+    votes = rng.dirichlet(np.ones(len(LABELS)), 16).astype(np.float32)
+    faces = FaceSet(
+        rng.integers(0, 256, (16, 48, 48), dtype=np.uint8), votes.argmax(1), [str(i) for i in range(16)], votes
+    )
+    boxes = np.tile(np.float32([64, 64, 192, 192]), (6, 1))
+    photos = PhotoSet(
+        rng.integers(0, 256, (6, 256, 256, 3), dtype=np.uint8),
+        np.arange(6) % 7,
+        [f"p{i}.jpg" for i in range(6)],
+        ["01"] * 6,
+        boxes,
+        np.where(np.arange(6)[:, None] % 2 == 0, boxes, np.nan).astype(np.float32),  # fer found half of them
+    )
+    cfg = PhotoConfig(width=8, epochs=1, fer_per_epoch=16, fer_batch=8, photo_batch=4, init=str(tmp_path / "g.pt"))
+    valid = {"v": (torch.rand(4, 3, 64, 64), np.zeros(4, np.int64))}
+    out = tmp_path / "photo.pt"
+    train_photo(cfg, faces, photos, valid, out, log=lambda _: None)
+    with pytest.raises(FileExistsError):
+        train_photo(cfg, faces, photos, valid, out, log=lambda _: None)
+    resumed = []
+    train_photo(cfg, faces, photos, valid, out, resume=True, log=resumed.append)
+    assert any("resumed" in m for m in resumed)
+    rec = load_facenet(out, "p")
+    assert rec.input_size == 64 and rec.model.in_ch == 3
+    assert rec.predict_proba([photos.photos[0]], detect=False).shape == (1, len(LABELS))

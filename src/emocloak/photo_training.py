@@ -271,6 +271,7 @@ def train_photo(
     model = FaceNet("vgg", width=cfg.width, in_ch=3)
     if cfg.init:
         gray_to_rgb_init(model, cfg.init)
+    model = model.to(memory_format=torch.channels_last)  # oneDNN's fast conv layout, as in training.py
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = cfg.fer_per_epoch // cfg.fer_batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.15)
@@ -298,6 +299,7 @@ def train_photo(
             fi = fer_idx[i * cfg.fer_batch : (i + 1) * cfg.fer_batch]
             pi = photo_idx[i * cfg.photo_batch : (i + 1) * cfg.photo_batch]
             x = torch.cat([face_batch(faces, fi, cfg.size, gen), photo_batch(photos, pi, cfg.size, gen)])
+            x = x.contiguous(memory_format=torch.channels_last)
             y = torch.cat([fer_soft[fi], photo_soft[pi]])
             loss = soft_cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
