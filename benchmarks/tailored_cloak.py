@@ -182,7 +182,7 @@ def report(all_results: dict, args: argparse.Namespace, reader_names: list[str])
     lines = [
         "# Tailored cloak beside the other cloaks, read by every shipped recognizer",
         "",
-        f"Command: `python benchmarks/tailored_cloak.py {args.cmdline}` (CPU, one torch thread).",
+        f"Command: `python benchmarks/tailored_cloak.py {args.cmdline}` (CPU, {args.threads} torch thread(s)).",
         "",
         __doc__.split("\n\n", 1)[1].strip(),
         "",
@@ -226,7 +226,7 @@ def main() -> None:
     args.cmdline = " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items()
-        if v not in (None, False) and k != "cmdline"
+        if v is not None and v is not False and v != [] and k != "cmdline"  # `in (None, False)` would drop 0
     ).replace("--loo True", "--loo")
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
