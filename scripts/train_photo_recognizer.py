@@ -91,7 +91,9 @@ def main() -> None:
     p.add_argument(
         "--init", default=str(WEIGHTS / "cnn-w24.pt"), help="48 px gray VGG to start from (its width is kept)"
     )
-    p.add_argument("--valid-subjects", nargs="+", default=["16", "27"], help="TCCE train performers held out")
+    p.add_argument(
+        "--valid-subjects", nargs="*", default=["16", "27"], help="TCCE train performers held out (none: train on all)"
+    )
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--fer-per-epoch", type=int, default=9600)
@@ -127,10 +129,9 @@ def main() -> None:
         threads=a.threads,
         init=str(a.init),
     )
-    valid = {
-        "ferplus_valid": (clean_face_crops(fvalid, a.size), fvalid.labels),
-        "tcce_valid": (clean_photo_crops(valid_ph, a.size), valid_ph.labels),
-    }
+    valid = {"ferplus_valid": (clean_face_crops(fvalid, a.size), fvalid.labels)}
+    if len(valid_ph):
+        valid["tcce_valid"] = (clean_photo_crops(valid_ph, a.size), valid_ph.labels)
     train_photo(cfg, faces, train_ph, valid, a.out, a.resume, log)
     scores = test_scores(a.out, a.data)
     meta = json.loads(a.out.with_suffix(".json").read_text())
