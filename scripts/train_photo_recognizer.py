@@ -1,7 +1,7 @@
 """Train the `photo` recognizer: 64x64 colour, FER+ train + TCCE train performers, photo-channel augmentation.
 
-    nice -n 19 python scripts/train_photo_recognizer.py --threads 1 \
-        --out src/emocloak/recognizers/weights/photo.pt            # add --resume to continue
+    python scripts/train_photo_recognizer.py --init src/emocloak/recognizers/weights/cnn.pt \
+        --threads 2 --epochs 8 --out runs/photo-w40/photo.pt       # the shipped photo; --resume continues
 
 Starts from a 48 px gray VGG (default `cnn-w24`, what the shipped `photo` started from; its width is
 kept, its first conv spread over RGB). Faces and photos are read once

@@ -129,7 +129,7 @@ def test_shipped_recognizers_are_real_models(name, floor, data_dir):
     assert acc >= floor
 
 
-def test_photo_training_keeps_the_start_width_and_writes_a_loadable_model(tmp_path):
+def test_photo_training_from_a_gray_start_writes_a_loadable_colour_model(tmp_path):
     """A one-epoch run on synthetic faces and photos; its checkpoint is kept, never overwritten unasked."""
     from emocloak.data.ferplus import FaceSet
     from emocloak.photo_training import PhotoConfig, PhotoSet, train_photo

@@ -72,14 +72,15 @@ DESCRIPTIONS = {
     "cnn-w24": "the first cnn (width 24, 28 epochs), kept because cnn-robust, cnn-faat, photo-w24 and the "
     "universal perturbations were made from it; it stands in for cnn in the cloak ensemble (a third of the cost)",
     "photo-w24": "the first photo, fine-tuned from cnn-w24 the same way; it stands in for photo in the cloak ensemble "
-    "(a third of the cost)",
+    "(under half the cost)",
 }
 
 
 NO_GRADIENT = frozenset({"landmarks"})  # read black-box only: never an ensemble member of a gradient cloak
 SUPERSEDED = {"cnn-faat": "cnn-robust"}  # kept to read and compare; its successor takes its place in the ensemble
-# In the cloak ensemble the width-24 cnn and photo stand in for the width-40 ones: a third of their gradient
-# cost, and every cloak benchmark was measured with them (docs/design.md, "A wider `cnn`", "A wider `photo`").
+# In the cloak ensemble the width-24 cnn and photo stand in for the width-40 ones: a third and under half of
+# their gradient cost, and every cloak benchmark was measured with them (docs/design.md, "A wider `cnn`",
+# "A wider `photo`").
 STAND_INS = {"cnn": "cnn-w24", "photo": "photo-w24"}
 
 
