@@ -2,6 +2,8 @@
 
     python scripts/train_photo_recognizer.py --init src/emocloak/recognizers/weights/cnn.pt \
         --threads 2 --epochs 8 --out runs/photo-w40/photo.pt       # the shipped photo; --resume continues
+    python scripts/train_photo_recognizer.py --average runs/photo-s0/photo.pt runs/photo-s1/photo.pt \
+        --threads 2 --out runs/photo-soup/photo.pt                 # a weight average of runs, no training
 
 Starts from a 48 px gray VGG (default `cnn-w24`, what the shipped `photo` started from; its width is
 kept, its first conv spread over RGB). Faces and photos are read once
@@ -18,10 +20,12 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.datasets import load_manifest
 from emocloak.data.ferplus import FaceSet, load_ferplus
 from emocloak.data.images import load_rgb
@@ -30,13 +34,15 @@ from emocloak.metrics.classification import accuracy, per_class_recall, predicte
 from emocloak.photo_training import (
     PhotoConfig,
     PhotoSet,
+    average_photo,
     build_photo_set,
     clean_face_crops,
     clean_photo_crops,
     train_photo,
 )
+from emocloak.photo_training import accuracy as photo_accuracy
 from emocloak.recognizers.registry import WEIGHTS, load_facenet
-from emocloak.training import init_arch
+from emocloak.training import init_arch, save_weights
 
 
 def log(msg: str) -> None:
@@ -84,6 +90,28 @@ def test_scores(weights: Path, data: Path) -> dict:
     }
 
 
+def init_width(init: str) -> int:
+    arch, width = init_arch(init)
+    if arch != "vgg":
+        raise SystemExit(f"--init {init} is a {arch}; the photo recognizer is a VGG")
+    return width
+
+
+def soup_width(weights: list[Path], out: Path) -> int:
+    """The shared width of photo runs to average; one line where they cannot be averaged."""
+    if len(weights) < 2:
+        raise SystemExit("--average needs two or more weights files")
+    if out.exists():
+        raise SystemExit(f"--out {out} exists; nothing is overwritten")
+    shapes = set()
+    for w in weights:
+        ckpt = load_checkpoint(w, "recognizer weights file")
+        shapes.add((ckpt.get("arch"), ckpt.get("width"), ckpt.get("in_ch", 1), ckpt.get("size", 48)))
+    if len(shapes) > 1 or next(iter(shapes))[0] != "vgg" or next(iter(shapes))[2] != 3:
+        raise SystemExit(f"--average takes colour VGG photo runs of one width and size; got {sorted(shapes)}")
+    return int(next(iter(shapes))[1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -102,6 +130,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--average", type=Path, nargs="+", help="instead of training: average these photo runs of one start (a soup)"
+    )
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     if set(a.valid_subjects) & set(TCCE_TEST_SUBJECTS):
@@ -115,9 +146,7 @@ def main() -> None:
     held = np.isin(tcce.subjects, a.valid_subjects)
     train_ph, valid_ph = tcce.subset(np.flatnonzero(~held)), tcce.subset(np.flatnonzero(held))
     log(f"FER+ train {len(faces)}, valid {len(fvalid)}; TCCE train {len(train_ph)}, valid {len(valid_ph)}")
-    arch, width = init_arch(a.init)
-    if arch != "vgg":
-        raise SystemExit(f"--init {a.init} is a {arch}; the photo recognizer is a VGG")
+    width = soup_width(a.average, a.out) if a.average else init_width(a.init)
     cfg = PhotoConfig(
         size=a.size,
         width=width,
@@ -127,12 +156,19 @@ def main() -> None:
         lr=a.lr,
         seed=a.seed,
         threads=a.threads,
-        init=str(a.init),
+        init="" if a.average else str(a.init),
+        extra={"averaged": [str(w) for w in a.average]} if a.average else {},
     )
     valid = {"ferplus_valid": (clean_face_crops(fvalid, a.size), fvalid.labels)}
     if len(valid_ph):
         valid["tcce_valid"] = (clean_photo_crops(valid_ph, a.size), valid_ph.labels)
-    train_photo(cfg, faces, train_ph, valid, a.out, a.resume, log)
+    if a.average:
+        model = average_photo(a.average, cfg, faces, train_ph)
+        accs = {name: photo_accuracy(model, xv, yv) for name, (xv, yv) in valid.items()}
+        log(f"average of {len(a.average)}: valid {accs}")
+        save_weights(model, a.out, {"config": asdict(cfg), "history": [{"valid_acc": accs}]}, cfg.size)
+    else:
+        train_photo(cfg, faces, train_ph, valid, a.out, a.resume, log)
     scores = test_scores(a.out, a.data)
     meta = json.loads(a.out.with_suffix(".json").read_text())
     meta["training_data"] = training_data("train", faces.names, train_ph.names, train_ph.subjects)

@@ -129,15 +129,12 @@ def test_shipped_recognizers_are_real_models(name, floor, data_dir):
     assert acc >= floor
 
 
-def test_photo_training_from_a_gray_start_writes_a_loadable_colour_model(tmp_path):
-    """A one-epoch run on synthetic faces and photos; its checkpoint is kept, never overwritten unasked."""
+def _synthetic_faces_and_photos():
+    """16 random 48 px "FER+ faces" and 6 random 256 px "TCCE photos" (fer's detector found half)."""
     from emocloak.data.ferplus import FaceSet
-    from emocloak.photo_training import PhotoConfig, PhotoSet, train_photo
-    from emocloak.recognizers.registry import load_facenet
+    from emocloak.photo_training import PhotoSet
 
     rng = np.random.default_rng(0)
-    gray = FaceNet("vgg", width=8)
-    torch.save({"arch": "vgg", "width": 8, "state_dict": gray.state_dict()}, tmp_path / "g.pt")
     votes = rng.dirichlet(np.ones(len(LABELS)), 16).astype(np.float32)
     faces = FaceSet(
         rng.integers(0, 256, (16, 48, 48), dtype=np.uint8), votes.argmax(1), [str(i) for i in range(16)], votes
@@ -149,8 +146,19 @@ def test_photo_training_from_a_gray_start_writes_a_loadable_colour_model(tmp_pat
         [f"p{i}.jpg" for i in range(6)],
         ["01"] * 6,
         boxes,
-        np.where(np.arange(6)[:, None] % 2 == 0, boxes, np.nan).astype(np.float32),  # fer found half of them
+        np.where(np.arange(6)[:, None] % 2 == 0, boxes, np.nan).astype(np.float32),
     )
+    return faces, photos
+
+
+def test_photo_training_from_a_gray_start_writes_a_loadable_colour_model(tmp_path):
+    """A one-epoch run on synthetic faces and photos; its checkpoint is kept, never overwritten unasked."""
+    from emocloak.photo_training import PhotoConfig, train_photo
+    from emocloak.recognizers.registry import load_facenet
+
+    gray = FaceNet("vgg", width=8)
+    torch.save({"arch": "vgg", "width": 8, "state_dict": gray.state_dict()}, tmp_path / "g.pt")
+    faces, photos = _synthetic_faces_and_photos()
     cfg = PhotoConfig(width=8, epochs=1, fer_per_epoch=16, fer_batch=8, photo_batch=4, init=str(tmp_path / "g.pt"))
     valid = {"v": (torch.rand(4, 3, 64, 64), np.zeros(4, np.int64))}
     out = tmp_path / "photo.pt"
@@ -163,3 +171,21 @@ def test_photo_training_from_a_gray_start_writes_a_loadable_colour_model(tmp_pat
     rec = load_facenet(out, "p")
     assert rec.input_size == 64 and rec.model.in_ch == 3
     assert rec.predict_proba([photos.photos[0]], detect=False).shape == (1, len(LABELS))
+
+
+def test_a_photo_soup_is_the_mean_of_its_members_with_batch_norm_recomputed(tmp_path):
+    from emocloak.photo_training import PhotoConfig, average_photo, train_photo
+
+    faces, photos = _synthetic_faces_and_photos()
+    valid = {"v": (torch.rand(4, 3, 64, 64), np.zeros(4, np.int64))}
+    runs = []
+    for seed in (0, 1):
+        cfg = PhotoConfig(width=8, epochs=1, fer_per_epoch=16, fer_batch=8, photo_batch=4, seed=seed)
+        train_photo(cfg, faces, photos, valid, tmp_path / f"s{seed}.pt", log=lambda _: None)
+        runs.append(torch.load(tmp_path / f"s{seed}.pt")["state_dict"])
+    soup = average_photo([tmp_path / "s0.pt", tmp_path / "s1.pt"], cfg, faces, photos, steps=3).state_dict()
+    conv = "net.body.0.weight"
+    assert torch.allclose(soup[conv], (runs[0][conv] + runs[1][conv]) / 2)
+    bn = "net.body.1.running_mean"
+    assert not torch.allclose(soup[bn], runs[0][bn]) and not torch.allclose(soup[bn], runs[1][bn])
+    assert not torch.allclose(soup[bn], (runs[0][bn] + runs[1][bn]) / 2)  # re-estimated, not averaged

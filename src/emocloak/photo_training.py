@@ -255,6 +255,44 @@ def accuracy(model: FaceNet, x: torch.Tensor, labels: np.ndarray, batch: int = 2
     return float((pred.numpy() == labels).mean())
 
 
+def mixed_batch(
+    faces: FaceSet, photos: PhotoSet, fi: np.ndarray, pi: np.ndarray, size: int, gen: torch.Generator
+) -> torch.Tensor:
+    """One training batch: augmented FER+ faces, then augmented TCCE crops, channels_last."""
+    x = torch.cat([face_batch(faces, fi, size, gen), photo_batch(photos, pi, size, gen)])
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def average_photo(weights: list[Path], cfg: PhotoConfig, faces: FaceSet, photos: PhotoSet, steps: int = 100) -> FaceNet:
+    """The weight average ("soup") of photo models fine-tuned from one start, batch norm recomputed.
+
+    Running statistics are not averaged; they are re-estimated on `steps` training batches of the
+    same mix and augmentation the members were trained on, so the average sees what they saw.
+    """
+    torch.set_num_threads(cfg.threads)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    avg = torch.optim.swa_utils.AveragedModel(FaceNet("vgg", width=cfg.width, in_ch=3))
+    for w in weights:
+        net = FaceNet("vgg", width=cfg.width, in_ch=3)
+        net.load_state_dict(load_checkpoint(w, "recognizer weights file")["state_dict"])
+        avg.update_parameters(net)
+    model = avg.module.to(memory_format=torch.channels_last)
+    batches = (
+        mixed_batch(
+            faces,
+            photos,
+            torch.randint(len(faces), (cfg.fer_batch,), generator=gen).numpy(),
+            torch.randint(len(photos), (cfg.photo_batch,), generator=gen).numpy(),
+            cfg.size,
+            gen,
+        )
+        for _ in range(steps)
+    )
+    with torch.no_grad():
+        torch.optim.swa_utils.update_bn(batches, model)
+    return model.eval()
+
+
 def train_photo(
     cfg: PhotoConfig,
     faces: FaceSet,
@@ -298,8 +336,7 @@ def train_photo(
         for i in range(steps):
             fi = fer_idx[i * cfg.fer_batch : (i + 1) * cfg.fer_batch]
             pi = photo_idx[i * cfg.photo_batch : (i + 1) * cfg.photo_batch]
-            x = torch.cat([face_batch(faces, fi, cfg.size, gen), photo_batch(photos, pi, cfg.size, gen)])
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = mixed_batch(faces, photos, fi, pi, cfg.size, gen)
             y = torch.cat([fer_soft[fi], photo_soft[pi]])
             loss = soft_cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
