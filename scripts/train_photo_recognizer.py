@@ -5,8 +5,9 @@
     python scripts/train_photo_recognizer.py --average runs/photo-s0/photo.pt runs/photo-s1/photo.pt \
         --threads 2 --out runs/photo-soup/photo.pt                 # a weight average of runs, no training
 
-Starts from a 48 px gray VGG (default `cnn-w24`, what the shipped `photo` started from; its width is
-kept, its first conv spread over RGB). Faces and photos are read once
+Starts from a 48 px gray VGG (its width is kept, its first conv spread over RGB): the shipped
+`photo` from `cnn`, as above; the default, `cnn-w24`, is what `photo-w24` started from (the command
+in its .json). Faces and photos are read once
 into a cache (`runs/photo_cache/`, never committed). Validation: FER+ valid and the TCCE training
 performers given by --valid-subjects (held out of training); the 6 TCCE test performers are
 never read before the final test. Writes the weights and a .json beside them: config, the exact
