@@ -50,6 +50,12 @@ def table(probs: dict[str, dict[str, np.ndarray]], labels: dict[str, np.ndarray]
     return sorted(rows, key=lambda row: -sum(row[1][s] for s in valids) / len(valids))
 
 
+def run_names(weights: list[Path]) -> list[str]:
+    """Each file's stem, or its folder/stem where stems repeat (runs of one script all write photo.pt)."""
+    stems = [w.stem for w in weights]
+    return [f"{w.parent.name}/{w.stem}" if stems.count(w.stem) > 1 else w.stem for w in weights]
+
+
 def tcce_valid(manifest: Path, subjects: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
     """Photos and labels of TCCE training performers held out for validation (never test ones)."""
     if set(subjects) & set(TCCE_TEST_SUBJECTS):
@@ -73,7 +79,7 @@ def main() -> None:
     faces = {s: load_ferplus(a.data, s) for s in SPLITS}
     labels = {s: f.labels for s, f in faces.items()}
     crops = {s: list(np.repeat(f.images[..., None], 3, -1)) for s, f in faces.items()}  # whole-face RGB crops
-    recs = {f"{w.parent.name}/{w.stem}" if a.tcce_valid else w.stem: load_facenet(w) for w in a.weights}
+    recs = {n: load_facenet(w) for n, w in zip(run_names(a.weights), a.weights, strict=True)}
     probs = {n: {s: r.predict_crops(crops[s]) for s in SPLITS} for n, r in recs.items()}
     if a.tcce_valid:
         photos, labels["tcce valid"] = tcce_valid(Path(a.data).parent / "tcce" / "manifest.csv", a.tcce_valid)

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
-from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.ferplus import load_ferplus
 from emocloak.data.provenance import training_data
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import averaged, gray_faces_to_tensor, init_arch, record_run, save_weights
+from emocloak.training import averaged, gray_faces_to_tensor, init_arch, record_run, save_weights, weight_average
 
 
 def main() -> None:
@@ -40,11 +39,7 @@ def main() -> None:
         p.error(f"the files differ in architecture or width: {sorted(shapes)}")
     ((arch, width),) = shapes
     torch.set_num_threads(a.threads)
-    avg = torch.optim.swa_utils.AveragedModel(FaceNet(arch, width=width))
-    for w in a.weights:
-        net = FaceNet(arch, width=width)
-        net.load_state_dict(load_checkpoint(w, "recognizer weights file")["state_dict"])
-        avg.update_parameters(net)
+    avg = weight_average(a.weights, lambda: FaceNet(arch, width=width))
     tr, va, te = (load_ferplus(a.data, s) for s in ("train", "valid", "test"))
     model = averaged(avg, gray_faces_to_tensor(tr.images), 128)
     config = {"arch": arch, "width": width, "averaged": [str(w) for w in a.weights]}

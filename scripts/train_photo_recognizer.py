@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.datasets import load_manifest
 from emocloak.data.ferplus import FaceSet, load_ferplus
 from emocloak.data.images import load_rgb
@@ -43,7 +42,7 @@ from emocloak.photo_training import (
 )
 from emocloak.photo_training import accuracy as photo_accuracy
 from emocloak.recognizers.registry import WEIGHTS, load_facenet
-from emocloak.training import init_arch, save_weights
+from emocloak.training import checkpoint_shape, init_arch, save_weights
 
 
 def log(msg: str) -> None:
@@ -98,19 +97,17 @@ def init_width(init: str) -> int:
     return width
 
 
-def soup_width(weights: list[Path], out: Path) -> int:
+def soup_width(weights: list[Path]) -> int:
     """The shared width of photo runs to average; one line where they cannot be averaged."""
     if len(weights) < 2:
         raise SystemExit("--average needs two or more weights files")
-    if out.exists():
-        raise SystemExit(f"--out {out} exists; nothing is overwritten")
-    shapes = set()
-    for w in weights:
-        ckpt = load_checkpoint(w, "recognizer weights file")
-        shapes.add((ckpt.get("arch"), ckpt.get("width"), ckpt.get("in_ch", 1), ckpt.get("size", 48)))
-    if len(shapes) > 1 or next(iter(shapes))[0] != "vgg" or next(iter(shapes))[2] != 3:
-        raise SystemExit(f"--average takes colour VGG photo runs of one width and size; got {sorted(shapes)}")
-    return int(next(iter(shapes))[1])
+    shapes = {checkpoint_shape(w) for w in weights}
+    if len(shapes) > 1:
+        raise SystemExit(f"--average takes photo runs of one architecture, width and size; got {sorted(shapes)}")
+    ((arch, width, in_ch, _),) = shapes
+    if (arch, in_ch) != ("vgg", 3):
+        raise SystemExit(f"--average takes colour VGG photo runs; got {arch} with {in_ch} input channel(s)")
+    return width
 
 
 def main() -> None:
@@ -138,6 +135,9 @@ def main() -> None:
     a = p.parse_args()
     if set(a.valid_subjects) & set(TCCE_TEST_SUBJECTS):
         raise SystemExit("--valid-subjects must be TCCE training performers, not test ones")
+    if a.average and a.out.exists():
+        raise SystemExit(f"--out {a.out} exists; nothing is overwritten")
+    width = soup_width(a.average) if a.average else init_width(a.init)
     t0 = time.time()
     faces, fvalid = cached_faces(a.data, "train", a.cache), cached_faces(a.data, "valid", a.cache)
     tcce = cached_tcce_train(a.data, a.cache)
@@ -147,7 +147,6 @@ def main() -> None:
     held = np.isin(tcce.subjects, a.valid_subjects)
     train_ph, valid_ph = tcce.subset(np.flatnonzero(~held)), tcce.subset(np.flatnonzero(held))
     log(f"FER+ train {len(faces)}, valid {len(fvalid)}; TCCE train {len(train_ph)}, valid {len(valid_ph)}")
-    width = soup_width(a.average, a.out) if a.average else init_width(a.init)
     cfg = PhotoConfig(
         size=a.size,
         width=width,

@@ -25,7 +25,15 @@ from emocloak.data.ferplus import FaceSet
 from emocloak.faces.detect import Box, crop, detect_faces, square_box
 from emocloak.recognizers.base import GRAY
 from emocloak.recognizers.facenet import FaceNet
-from emocloak.training import RunState, augment, resume_training, save_training, save_weights, soft_cross_entropy
+from emocloak.training import (
+    RunState,
+    augment,
+    resume_training,
+    save_training,
+    save_weights,
+    soft_cross_entropy,
+    weight_average,
+)
 
 PHOTO_SIDE = 256  # TCCE photos are 256x256; others are resized to it when cached
 
@@ -271,12 +279,8 @@ def average_photo(weights: list[Path], cfg: PhotoConfig, faces: FaceSet, photos:
     """
     torch.set_num_threads(cfg.threads)
     gen = torch.Generator().manual_seed(cfg.seed)
-    avg = torch.optim.swa_utils.AveragedModel(FaceNet("vgg", width=cfg.width, in_ch=3))
-    for w in weights:
-        net = FaceNet("vgg", width=cfg.width, in_ch=3)
-        net.load_state_dict(load_checkpoint(w, "recognizer weights file")["state_dict"])
-        avg.update_parameters(net)
-    model = avg.module.to(memory_format=torch.channels_last)
+    model = weight_average(weights, lambda: FaceNet("vgg", width=cfg.width, in_ch=3)).module
+    model = model.to(memory_format=torch.channels_last)
     batches = (
         mixed_batch(
             faces,
@@ -288,8 +292,7 @@ def average_photo(weights: list[Path], cfg: PhotoConfig, faces: FaceSet, photos:
         )
         for _ in range(steps)
     )
-    with torch.no_grad():
-        torch.optim.swa_utils.update_bn(batches, model)
+    torch.optim.swa_utils.update_bn(batches, model)  # resets the running statistics, then one cumulative pass
     return model.eval()
 
 

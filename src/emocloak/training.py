@@ -44,17 +44,21 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
+def checkpoint_shape(path: str | Path) -> tuple[str, int, int, int]:
+    """(architecture, width, input channels, input size) of a FaceNet weights file."""
+    ckpt = load_checkpoint(path, "recognizer weights file")
+    try:
+        return str(ckpt["arch"]), int(ckpt["width"]), int(ckpt.get("in_ch", 1)), int(ckpt.get("size", 48))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable architecture ({exc})") from exc
+
+
 def init_arch(path: str | Path) -> tuple[str, int]:
     """Architecture and width of a weights file to fine-tune from, so the net built fits it.
 
     Training here is on FER+ 48 px gray faces; a colour or larger model is refused in one line.
     """
-    ckpt = load_checkpoint(path, "recognizer weights file")
-    try:
-        arch, width = str(ckpt["arch"]), int(ckpt["width"])
-        in_ch, size = int(ckpt.get("in_ch", 1)), int(ckpt.get("size", 48))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable architecture ({exc})") from exc
+    arch, width, in_ch, size = checkpoint_shape(path)
     if (in_ch, size) != (1, 48):
         raise CheckpointError(
             f"{path} reads {in_ch}-channel {size} px faces; training here is on FER+ 48 px gray faces "
@@ -274,6 +278,16 @@ def train(
         log(f"weight average of {cfg.epochs} epochs: valid {accuracy(model, valid_set):.4f}")
     save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed})
     return model
+
+
+def weight_average(weights: list[Path], make: Callable[[], FaceNet]) -> torch.optim.swa_utils.AveragedModel:
+    """The mean of the weights of nets of one shape (`make` builds an empty one); batch norm not yet redone."""
+    avg = torch.optim.swa_utils.AveragedModel(make())
+    for w in weights:
+        net = make()
+        net.load_state_dict(load_checkpoint(w, "recognizer weights file")["state_dict"])
+        avg.update_parameters(net)
+    return avg
 
 
 def averaged(avg: torch.optim.swa_utils.AveragedModel, x: torch.Tensor, batch: int) -> FaceNet:
