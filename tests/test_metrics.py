@@ -17,6 +17,22 @@ def test_ssim_matches_skimage_float64():
     assert abs(ssim(a[..., 0], b[..., 0]) - structural_similarity(a[..., 0], b[..., 0], data_range=255)) < 1e-6
 
 
+def test_ssim_of_a_photo_changed_in_places_equals_the_full_computation():
+    """Only tiles near a change are computed; patches on an edge, a corner and across tile borders."""
+    from emocloak.metrics.perceptual import TILE, _ssim_full, ssim
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (3 * TILE + 40, 2 * TILE + 90, 3), dtype=np.uint8)
+    b = a.copy()
+    for y, x, size in [(0, 0, 30), (TILE - 10, TILE - 5, 40), (a.shape[0] - 5, 100, 5), (400, a.shape[1] - 1, 1)]:
+        patch = b[y : y + size, x : x + size]
+        patch[:] = np.clip(patch.astype(int) + rng.integers(-40, 41, patch.shape), 0, 255)
+    full = _ssim_full(a, b)
+    assert full < 0.9999 and abs(ssim(a, b) - full) < 1e-6
+    b[:] = np.clip(a.astype(int) + rng.integers(-5, 6, a.shape), 0, 255)  # changed everywhere: one full pass
+    assert ssim(a, b) == _ssim_full(a, b)
+
+
 def test_distances_match_skimage_and_float_formulas():
     from skimage.metrics import peak_signal_noise_ratio
 

@@ -7,17 +7,12 @@ from skimage.metrics import structural_similarity
 
 from emocloak.faces.detect import Box, crop
 
+WIN = 7  # SSIM window side (skimage's default, uniform)
+TILE = 256  # window positions per tile side when only part of a photo changed
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of two RGB uint8 images (Wang et al. 2004, 7x7 window, per channel, averaged); NaN below 7x7.
 
-    One channel at a time, in float32: within 1e-6 of skimage's float64 channel_axis=2 (3e-7 on a
-    12 MP cloak), about 3x faster and a sixth of the working memory on large photos.
-    """
-    if min(a.shape[:2]) < 7:
-        return float("nan")
-    if a.ndim == 2:
-        a, b = a[..., None], b[..., None]
+def _ssim_full(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over the channels of two (H, W, C) uint8 images, in float32."""
     return float(
         np.mean(
             [
@@ -26,6 +21,51 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
             ]
         )
     )
+
+
+def _ssim_tiled(a: np.ndarray, b: np.ndarray, changed: np.ndarray) -> float | None:
+    """SSIM computed only on tiles whose windows see a changed pixel; every other window scores 1.
+
+    skimage averages the SSIM map over positions at least WIN // 2 from the border. A window that
+    sees identical pixels in both images scores 1, so only positions near a change need the map.
+    None when most tiles changed (then one full pass is cheaper than many small ones).
+    """
+    r = WIN // 2
+    h, w = changed.shape
+    rows, cols = range(r, h - r, TILE), range(r, w - r, TILE)
+    total = 0.0
+    todo = []
+    for y0 in rows:
+        for x0 in cols:
+            y1, x1 = min(y0 + TILE, h - r), min(x0 + TILE, w - r)
+            if changed[y0 - r : y1 + r, x0 - r : x1 + r].any():
+                todo.append((y0, y1, x0, x1))
+            else:
+                total += (y1 - y0) * (x1 - x0)
+    if 2 * len(todo) > len(rows) * len(cols):
+        return None
+    for y0, y1, x0, x1 in todo:  # the sub-image's own border is exactly the r pixels skimage leaves out
+        sub = np.s_[y0 - r : y1 + r, x0 - r : x1 + r]
+        total += _ssim_full(a[sub], b[sub]) * (y1 - y0) * (x1 - x0)
+    return total / ((h - 2 * r) * (w - 2 * r))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two RGB uint8 images (Wang et al. 2004, 7x7 window, per channel, averaged); NaN below 7x7.
+
+    One channel at a time, in float32: within 1e-6 of skimage's float64 channel_axis=2 (3e-7 on a
+    12 MP cloak), about 3x faster and a sixth of the working memory on large photos. Where a cloak
+    touched only faces, only the tiles around them are computed (the rest is identical: SSIM 1).
+    """
+    if min(a.shape[:2]) < WIN:
+        return float("nan")
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    changed = (a != b).any(2)
+    if not changed.any():
+        return 1.0
+    tiled = _ssim_tiled(a, b, changed) if changed.size > 4 * TILE * TILE else None
+    return _ssim_full(a, b) if tiled is None else tiled
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
