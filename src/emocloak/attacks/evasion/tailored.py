@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -118,7 +119,8 @@ class TailoredCloak(Attack):
     margin: log-probability margin every member must clear after JPEG 75 for the early stop;
     work_face: side in pixels of the largest member crop at the working resolution;
     quantile: steps move a pixel by its budget share g / quantile(|g|) (clipped to 1), so pixels
-    the loss barely needs move little (None: sign steps, which push every pixel to its budget).
+    the loss barely needs move little (None: sign steps, which push every pixel to its budget);
+    progress(stage, share of the steps done): told as the cloak goes (the web page's progress bars).
     """
 
     name = "tailored"
@@ -140,8 +142,10 @@ class TailoredCloak(Attack):
         channel: ChannelDraws | None = None,
         quantile: float | None = 0.9,
         seed: int | None = 0,
+        progress: Callable[[str, float], None] | None = None,
     ) -> None:
         super().__init__(seed)
+        self._progress = progress
         if isinstance(strength, str) and strength not in STRENGTHS:
             raise AttackSpecError(f"strength={strength!r} invalid; valid: {', '.join(STRENGTHS)}")
         if not isinstance(strength, str | Budget):
@@ -178,10 +182,13 @@ class TailoredCloak(Attack):
         adv, queries, info = [], [], []
         for image in images:
             t0 = time.perf_counter()
+            if self._progress is not None:
+                self._progress("finding faces", 0.0)
             regions = face_regions(members, image) if detect else [whole_image_region(members, image)]
             out, faces = image, []
-            for region in regions:
-                out, face = self._cloak_face(members, image, out, region, target, gen)
+            for i, region in enumerate(regions):
+                said = partial(self._said, i, len(regions))
+                out, face = self._cloak_face(members, image, out, region, target, gen, said)
                 faces.append(face)
             adv.append(out)
             queries.append(sum(f["steps"] for f in faces) * self.views * len(members))
@@ -196,6 +203,7 @@ class TailoredCloak(Attack):
         region: FaceRegion,
         target: int | None,
         gen: torch.Generator,
+        said: Callable[[int], None] = lambda steps: None,
     ) -> tuple[np.ndarray, dict]:
         """Optimise one face's region; returns the photo with it pasted and the face's record.
 
@@ -220,8 +228,10 @@ class TailoredCloak(Attack):
             g = self.momentum * g + grad / grad.abs().mean().clamp_min(1e-12)
             delta = (delta - self.step_size * eps * self._direction(g)).clamp(-eps, eps)
             delta = (x + delta).clamp(0, 1) - x
+            said(steps)
             if steps % self.check_every == 0 and self._fooled(members, x + delta, boxes, before, target):
                 break
+        said(self.steps)
         full = resize(delta, r.height, r.width) if k < 1 else delta
         patch = to_uint8((x0 + full).clamp(0, 1))
         out = paste(current, r, patch)
@@ -234,6 +244,10 @@ class TailoredCloak(Attack):
             "before": {m.name: LABELS[b] for m, b in zip(members, before, strict=True)},
         }
         return out, record
+
+    def _said(self, face: int, faces: int, steps: int) -> None:
+        if self._progress is not None:
+            self._progress(f"cloaking face {face + 1} of {faces}", (face + steps / self.steps) / faces)
 
     def _direction(self, g: torch.Tensor) -> torch.Tensor:
         """sign(g), or g scaled so its `quantile` of |g| is 1 and clipped: weak pixels move little."""
