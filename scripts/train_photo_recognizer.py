@@ -25,11 +25,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from emocloak.data.datasets import load_manifest
 from emocloak.data.ferplus import FaceSet, load_ferplus
 from emocloak.data.images import load_rgb
 from emocloak.data.provenance import TCCE_TEST_SUBJECTS, training_data
+from emocloak.faces.detect import DEFAULT_MARGIN
 from emocloak.metrics.classification import accuracy, per_class_recall, predicted_labels
 from emocloak.photo_training import (
     PhotoConfig,
@@ -74,11 +76,12 @@ def cached_tcce_train(data: Path, cache: Path) -> PhotoSet:
     return photos
 
 
-def test_scores(weights: Path, data: Path) -> dict:
-    """FER+ test (its 48 px crops) and TCCE test (the recognizer's full pipeline; no face = wrong)."""
+def test_scores(weights: Path, data: Path, margin: float) -> dict:
+    """FER+ test (its 48 px crops, framed by `margin`) and TCCE test (the full pipeline; no face = wrong)."""
     rec = load_facenet(weights, "photo")
     te = load_ferplus(data / "ferplus", "test")
-    fp = rec.predict_crops([np.repeat(f[..., None], 3, 2) for f in te.images]).argmax(1)
+    x = clean_face_crops(te, rec.input_size, margin)
+    fp = torch.cat([rec.logits(x[i : i + 256]) for i in range(0, len(x), 256)]).argmax(1).numpy()
     tc = load_manifest(data / "tcce" / "manifest.csv", "test")
     pred = predicted_labels(rec.predict_proba([load_rgb(p) for p in tc.paths], on_no_face="nan"))
     return {
@@ -88,13 +91,6 @@ def test_scores(weights: Path, data: Path) -> dict:
         "tcce_test_recall": per_class_recall(tc.labels, pred),
         "tcce_test_no_face": int((pred < 0).sum()),
     }
-
-
-def init_width(init: str) -> int:
-    arch, width = init_arch(init)
-    if arch != "vgg":
-        raise SystemExit(f"--init {init} is a {arch}; the photo recognizer is a VGG")
-    return width
 
 
 def soup_width(weights: list[Path]) -> int:
@@ -115,12 +111,17 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--cache", type=Path, default=Path("runs/photo_cache"))
     p.add_argument(
-        "--init", default=str(WEIGHTS / "cnn-w24.pt"), help="48 px gray VGG to start from (its width is kept)"
+        "--init",
+        default=str(WEIGHTS / "cnn-w24.pt"),
+        help="48 px gray VGG or ResNet to start from (its architecture and width are kept)",
     )
     p.add_argument(
         "--valid-subjects", nargs="*", default=["16", "27"], help="TCCE train performers held out (none: train on all)"
     )
     p.add_argument("--size", type=int, default=64)
+    p.add_argument(
+        "--margin", type=float, default=DEFAULT_MARGIN, help="face crop: dlib's box grown by this share of its side"
+    )
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--fer-per-epoch", type=int, default=9600)
     p.add_argument("--photo-batch", type=int, default=32, help="TCCE crops beside each batch of 96 FER+ faces")
@@ -137,7 +138,7 @@ def main() -> None:
         raise SystemExit("--valid-subjects must be TCCE training performers, not test ones")
     if a.average and a.out.exists():
         raise SystemExit(f"--out {a.out} exists; nothing is overwritten")
-    width = soup_width(a.average) if a.average else init_width(a.init)
+    arch, width = ("vgg", soup_width(a.average)) if a.average else init_arch(a.init)
     t0 = time.time()
     faces, fvalid = cached_faces(a.data, "train", a.cache), cached_faces(a.data, "valid", a.cache)
     tcce = cached_tcce_train(a.data, a.cache)
@@ -150,6 +151,8 @@ def main() -> None:
     cfg = PhotoConfig(
         size=a.size,
         width=width,
+        arch=arch,
+        margin=a.margin,
         epochs=a.epochs,
         fer_per_epoch=a.fer_per_epoch,
         photo_batch=a.photo_batch,
@@ -159,17 +162,17 @@ def main() -> None:
         init="" if a.average else str(a.init),
         extra={"averaged": [str(w) for w in a.average]} if a.average else {},
     )
-    valid = {"ferplus_valid": (clean_face_crops(fvalid, a.size), fvalid.labels)}
+    valid = {"ferplus_valid": (clean_face_crops(fvalid, a.size, a.margin), fvalid.labels)}
     if len(valid_ph):
-        valid["tcce_valid"] = (clean_photo_crops(valid_ph, a.size), valid_ph.labels)
+        valid["tcce_valid"] = (clean_photo_crops(valid_ph, a.size, a.margin), valid_ph.labels)
     if a.average:
         model = average_photo(a.average, cfg, faces, train_ph)
         accs = {name: photo_accuracy(model, xv, yv) for name, (xv, yv) in valid.items()}
         log(f"average of {len(a.average)}: valid {accs}")
-        save_weights(model, a.out, {"config": asdict(cfg), "history": [{"valid_acc": accs}]}, cfg.size)
+        save_weights(model, a.out, {"config": asdict(cfg), "history": [{"valid_acc": accs}]}, cfg.size, cfg.margin)
     else:
         train_photo(cfg, faces, train_ph, valid, a.out, a.resume, log)
-    scores = test_scores(a.out, a.data)
+    scores = test_scores(a.out, a.data, a.margin)
     meta = json.loads(a.out.with_suffix(".json").read_text())
     meta["training_data"] = training_data("train", faces.names, train_ph.names, train_ph.subjects)
     meta["validation_data"] = {

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from emocloak.channel import jpeg
 from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.ferplus import FaceSet
-from emocloak.faces.detect import Box, crop, detect_faces, square_box
+from emocloak.faces.detect import DEFAULT_MARGIN, Box, crop, detect_faces, square_box
 from emocloak.recognizers.base import GRAY
 from emocloak.recognizers.facenet import FaceNet
 from emocloak.training import (
@@ -111,6 +111,8 @@ def build_photo_set(paths: list[Path], labels: np.ndarray, subjects: list[str], 
 class PhotoConfig:
     size: int = 64
     width: int = 24
+    arch: str = "vgg"  # the architecture of `init` (a net built from scratch otherwise)
+    margin: float = DEFAULT_MARGIN  # face crop: the detector's box grown by this share of its side
     epochs: int = 8
     fer_per_epoch: int = 9600  # FER+ faces drawn per epoch (a fresh random subset each time)
     fer_batch: int = 96
@@ -140,6 +142,31 @@ def gray_to_rgb_init(model: FaceNet, path: str) -> None:
 
 def _u(lo: float, hi: float, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+
+def reframe(margin: float) -> float:
+    """How much larger (or smaller) a crop grown by `margin` is than the default crop the caches hold."""
+    return (1 + margin) / (1 + DEFAULT_MARGIN)
+
+
+def reframe_boxes(boxes: np.ndarray, margin: float) -> np.ndarray:
+    """(N, 4) default crop boxes rescaled about their centres to the crop rule of `margin`."""
+    k = reframe(margin)
+    if k == 1:
+        return boxes
+    c = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * k
+    return np.concatenate([c - half, c + half], 1).astype(boxes.dtype)
+
+
+def reframe_faces(x: torch.Tensor, margin: float) -> torch.Tensor:
+    """FER+ faces (framed like the default crop) zoomed to the framing of `margin`: edges replicated."""
+    k = reframe(margin)
+    if k == 1:
+        return x
+    theta = torch.tensor([[k, 0.0, 0.0], [0.0, k, 0.0]], dtype=x.dtype).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -216,43 +243,47 @@ def crop_photos(photos: torch.Tensor, boxes: torch.Tensor, size: int, gen: torch
     return F.grid_sample(half, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _pick_boxes(data: PhotoSet, idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+def _pick_boxes(data: PhotoSet, idx: np.ndarray, gen: torch.Generator, margin: float) -> torch.Tensor:
     """Per photo, dlib's or fer's box at random (the other one where one detector found nothing)."""
-    d, h = data.dlib_boxes[idx], data.haar_boxes[idx]
+    d, h = reframe_boxes(data.dlib_boxes[idx], margin), reframe_boxes(data.haar_boxes[idx], margin)
     use_h = (torch.rand(len(idx), generator=gen) < 0.5).numpy()
     use_h = np.where(np.isnan(d[:, 0]), True, np.where(np.isnan(h[:, 0]), False, use_h))
     return torch.from_numpy(np.where(use_h[:, None], h, d))
 
 
-def photo_batch(data: PhotoSet, idx: np.ndarray, size: int, gen: torch.Generator) -> torch.Tensor:
+def photo_batch(
+    data: PhotoSet, idx: np.ndarray, size: int, gen: torch.Generator, margin: float = DEFAULT_MARGIN
+) -> torch.Tensor:
     photos = _jpeg_some(data.photos[idx], 0.6, gen)
     x = torch.from_numpy(photos).permute(0, 3, 1, 2).float().div_(255.0)
-    x = crop_photos(x, _pick_boxes(data, idx, gen), size, gen)
+    x = crop_photos(x, _pick_boxes(data, idx, gen, margin), size, gen)
     return photo_channel(colour_jitter(x, gen), gen)
 
 
-def face_batch(faces: FaceSet, idx: np.ndarray, size: int, gen: torch.Generator) -> torch.Tensor:
+def face_batch(
+    faces: FaceSet, idx: np.ndarray, size: int, gen: torch.Generator, margin: float = DEFAULT_MARGIN
+) -> torch.Tensor:
     """FER+ faces: JPEG on some, the usual geometric/erasing augmentation, then size x size RGB."""
     x = torch.from_numpy(_jpeg_some(faces.images[idx], 0.3, gen)).float().div_(255.0).unsqueeze(1)
-    x = augment(x, gen)
+    x = augment(reframe_faces(x, margin), gen)
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
     return photo_channel(x.contiguous(), gen)
 
 
-def clean_photo_crops(data: PhotoSet, size: int) -> torch.Tensor:
+def clean_photo_crops(data: PhotoSet, size: int, margin: float = DEFAULT_MARGIN) -> torch.Tensor:
     """The crops the recognizer sees at test time: dlib's box by its crop rule, antialiased resize."""
     out = []
-    for photo, b in zip(data.photos, data.dlib_boxes, strict=True):
+    for photo, b in zip(data.photos, reframe_boxes(data.dlib_boxes, margin), strict=True):
         if np.isnan(b[0]):
             out.append(torch.full((1, 3, size, size), 0.5))
             continue
-        c = torch.from_numpy(np.array(crop(photo, Box(*map(int, b))))).permute(2, 0, 1)[None].float() / 255
+        c = torch.from_numpy(np.array(crop(photo, Box(*map(round, b))))).permute(2, 0, 1)[None].float() / 255
         out.append(F.interpolate(c, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
     return torch.cat(out)
 
 
-def clean_face_crops(faces: FaceSet, size: int) -> torch.Tensor:
-    x = torch.from_numpy(faces.images).float().div_(255.0).unsqueeze(1)
+def clean_face_crops(faces: FaceSet, size: int, margin: float = DEFAULT_MARGIN) -> torch.Tensor:
+    x = reframe_faces(torch.from_numpy(faces.images).float().div_(255.0).unsqueeze(1), margin)
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
 
 
@@ -264,10 +295,11 @@ def accuracy(model: FaceNet, x: torch.Tensor, labels: np.ndarray, batch: int = 2
 
 
 def mixed_batch(
-    faces: FaceSet, photos: PhotoSet, fi: np.ndarray, pi: np.ndarray, size: int, gen: torch.Generator
+    faces: FaceSet, photos: PhotoSet, fi: np.ndarray, pi: np.ndarray, cfg: PhotoConfig, gen: torch.Generator
 ) -> torch.Tensor:
     """One training batch: augmented FER+ faces, then augmented TCCE crops, channels_last."""
-    x = torch.cat([face_batch(faces, fi, size, gen), photo_batch(photos, pi, size, gen)])
+    size, m = cfg.size, cfg.margin
+    x = torch.cat([face_batch(faces, fi, size, gen, m), photo_batch(photos, pi, size, gen, m)])
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -279,7 +311,7 @@ def average_photo(weights: list[Path], cfg: PhotoConfig, faces: FaceSet, photos:
     """
     torch.set_num_threads(cfg.threads)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = weight_average(weights, lambda: FaceNet("vgg", width=cfg.width, in_ch=3)).module
+    model = weight_average(weights, lambda: FaceNet(cfg.arch, width=cfg.width, in_ch=3)).module
     model = model.to(memory_format=torch.channels_last)
     batches = (
         mixed_batch(
@@ -287,7 +319,7 @@ def average_photo(weights: list[Path], cfg: PhotoConfig, faces: FaceSet, photos:
             photos,
             torch.randint(len(faces), (cfg.fer_batch,), generator=gen).numpy(),
             torch.randint(len(photos), (cfg.photo_batch,), generator=gen).numpy(),
-            cfg.size,
+            cfg,
             gen,
         )
         for _ in range(steps)
@@ -309,7 +341,7 @@ def train_photo(
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = FaceNet("vgg", width=cfg.width, in_ch=3)
+    model = FaceNet(cfg.arch, width=cfg.width, in_ch=3)
     if cfg.init:
         gray_to_rgb_init(model, cfg.init)
     model = model.to(memory_format=torch.channels_last)  # oneDNN's fast conv layout, as in training.py
@@ -339,7 +371,7 @@ def train_photo(
         for i in range(steps):
             fi = fer_idx[i * cfg.fer_batch : (i + 1) * cfg.fer_batch]
             pi = photo_idx[i * cfg.photo_batch : (i + 1) * cfg.photo_batch]
-            x = mixed_batch(faces, photos, fi, pi, cfg.size, gen)
+            x = mixed_batch(faces, photos, fi, pi, cfg, gen)
             y = torch.cat([fer_soft[fi], photo_soft[pi]])
             loss = soft_cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
@@ -354,5 +386,6 @@ def train_photo(
         history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": accs, "seconds": elapsed})
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {accs} ({elapsed:.0f}s)")
         save_training(ckpt, asdict(cfg), run, epoch + 1, history, elapsed)
-    save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed}, cfg.size)
+    meta = {"config": asdict(cfg), "history": history, "train_seconds": elapsed}
+    save_weights(model, out, meta, cfg.size, margin=cfg.margin)
     return model

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from emocloak.channel import jpeg as jpeg_round_trip
 from emocloak.data.files import OutputError, Planned, atomic_write, plan_outputs, write_text_atomic
 from emocloak.data.images import ImageLike, as_rgb, load_rgb, open_image
 from emocloak.data.manifest import Manifest
 from emocloak.errors import EmocloakError
-from emocloak.faces.detect import Box, crop
+from emocloak.faces.detect import Box, crop, detect_faces, square_box
 from emocloak.labels import LABELS, label_index
+from emocloak.metrics import held_out
 from emocloak.metrics.perceptual import image_distances, ssim
 from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.registry import ensemble, load_recognizer
@@ -89,6 +91,7 @@ def protect(
     recognizers: Sequence[str | Recognizer] | None = None,
     seed: int | None = 0,
     jpeg: int | None = None,
+    estimate: bool = True,
     **options: object,
 ) -> tuple[np.ndarray, dict]:
     """Cloak a photo; returns (cloaked RGB uint8 array of the same size, info dict).
@@ -99,6 +102,8 @@ def protect(
     `local=True` brushes each filter onto one spot of the face instead of the whole photo.
     method="universal" adds a learnt perturbation to every face (`perturbation`: a file or a
     UniversalPerturbation; default: the shipped one for `target`); no recognizer is queried.
+    `estimate` adds info["held_out"]: per face, how many shipped recognizers the cloak did not use
+    change their reading after a JPEG-75 re-save (`metrics.held_out`).
     """
     rgb = load_rgb(image) if isinstance(image, str | Path) else as_rgb(image)
     recs = _recognizers(recognizers, method)
@@ -141,7 +146,32 @@ def protect(
         info["perturbation"] = {k: up.meta.get(k) for k in ("recognizers", "eps", "target", "data", "created")}
         if note := up.weakness():
             info["note"] = note
+    if estimate:
+        used = up.meta.get("recognizers") or [] if method == "universal" else info["recognizers"]
+        regions = [f["region"] for f in info["faces"]] if method == "tailored" else _face_boxes(rgb)
+        info["held_out"] = held_out_estimate(rgb, cloaked, regions, used)
     return cloaked, info
+
+
+def held_out_estimate(original: np.ndarray, cloaked: np.ndarray, regions: list[list[int]], used: Sequence[str]):
+    """Per face, which shipped recognizers the cloak did not use read it differently after JPEG 75.
+
+    Both photos are re-saved as a platform would, so a change the re-encode alone undoes is not counted.
+    None when every shipped recognizer took part in the cloak.
+    """
+    readers = held_out.held_out_readers(used)
+    if not readers:
+        return None
+    recs = [load_recognizer(n) for n in readers]
+    before = face_readings(recs, jpeg_round_trip(original, held_out.JPEG_QUALITY), regions)
+    after = face_readings(recs, jpeg_round_trip(cloaked, held_out.JPEG_QUALITY), regions)
+    faces = [held_out.face_estimate(r, b, a) for r, b, a in zip(regions, before, after, strict=True)]
+    return held_out.summarise(faces, readers, used)
+
+
+def _face_boxes(image: np.ndarray) -> list[list[int]]:
+    """Regions for cloaks that do not name their faces: dlib's face boxes, grown to hold every crop's centre."""
+    return [square_box(b, image.shape).as_list() for b in detect_faces(image)]
 
 
 def _face_quality(original: np.ndarray, cloaked: np.ndarray, region: list[int]) -> dict:

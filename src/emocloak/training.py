@@ -26,6 +26,7 @@ from torch import nn
 from emocloak.data.checkpoints import CheckpointError, load_checkpoint
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.files import atomic_write, write_text_atomic
+from emocloak.faces.detect import DEFAULT_MARGIN
 from emocloak.labels import LABELS
 from emocloak.recognizers.facenet import FaceNet
 
@@ -358,9 +359,11 @@ def record_run(out: Path, model: FaceNet, valid_set: FaceSet, test_set: FaceSet 
     return meta
 
 
-def save_weights(model: FaceNet, out: Path, meta: dict, size: int = 48) -> None:
-    """The weights as `registry.load_facenet` reads them (input channels and size too), and meta as .json."""
+def save_weights(model: FaceNet, out: Path, meta: dict, size: int = 48, margin: float | None = None) -> None:
+    """The weights as `registry.load_facenet` reads them (input channels, size, crop margin), and meta as .json."""
     blob = {"arch": model.arch, "width": meta["config"]["width"], "in_ch": model.in_ch, "size": size}
+    if margin is not None and margin != DEFAULT_MARGIN:  # a crop rule of its own: the recognizer must use it too
+        blob["margin"] = margin
     blob["state_dict"] = model.state_dict()
     atomic_write(out, lambda tmp: torch.save(blob, tmp))
     write_text_atomic(out.with_suffix(".json"), json.dumps(meta, indent=2))

@@ -24,7 +24,7 @@ from torch import nn
 
 from emocloak.data.images import ImageLike, as_rgb
 from emocloak.errors import NoFaceError
-from emocloak.faces.detect import Box, crop, detect_faces, square_box
+from emocloak.faces.detect import DEFAULT_MARGIN, Box, crop, detect_faces, square_box
 from emocloak.labels import LABELS, canonical
 
 # Logit given to a canonical class the model cannot predict: softmax gives exactly 0, gradients stay finite.
@@ -44,8 +44,8 @@ Detector = Callable[[np.ndarray], list[Box]]
 _FACE_CACHE: OrderedDict[tuple[Callable, bytes], list[Face]] = OrderedDict()  # see Recognizer.faces
 
 
-def dlib_faces(image: np.ndarray) -> list[Face]:
-    return [Face(b, square_box(b, image.shape)) for b in detect_faces(image)]
+def dlib_faces(image: np.ndarray, margin: float = DEFAULT_MARGIN) -> list[Face]:
+    return [Face(b, square_box(b, image.shape, margin)) for b in detect_faces(image)]
 
 
 class Recognizer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +19,7 @@ WEIGHTS = Path(str(resources.files("emocloak") / "recognizers" / "weights"))
 
 def load_facenet(path: str | Path, name: str | None = None) -> Recognizer:
     """A FaceNet checkpoint written by `emocloak.training` (ours or a user's) as a Recognizer."""
-    from emocloak.recognizers.base import Recognizer
+    from emocloak.recognizers.base import Recognizer, dlib_faces
     from emocloak.recognizers.facenet import FaceNet
 
     path = Path(path)
@@ -30,7 +30,9 @@ def load_facenet(path: str | Path, name: str | None = None) -> Recognizer:
         model.load_state_dict(ckpt["state_dict"])
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: weights that do not fit their own architecture ({exc})") from exc
-    return Recognizer(name or path.stem, model, LABELS, input_size=int(ckpt.get("size", 48)), color=in_ch == 3)
+    find = dlib_faces if "margin" not in ckpt else partial(dlib_faces, margin=float(ckpt["margin"]))
+    size = int(ckpt.get("size", 48))
+    return Recognizer(name or path.stem, model, LABELS, input_size=size, find_faces=find, color=in_ch == 3)
 
 
 def _fer() -> Recognizer:
