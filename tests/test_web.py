@@ -16,9 +16,11 @@ from PIL import Image
 import emocloak
 from emocloak.labels import LABELS
 from emocloak.protection import all_fooled, fooled
+from emocloak.web import jobs as jobs_module
 from emocloak.web.app import Settings, create_app
 from emocloak.web.jobs import CloakOptions, parse_options
-from emocloak.web.readings import iou
+from emocloak.web.progress import Eta, Mean, Running, Timings, queue_etas, working_eta
+from emocloak.web.readings import iou, number_held_out
 from emocloak.web.uploads import display_name
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
@@ -50,6 +52,12 @@ def _submit(client, files: list[tuple[str, bytes]], **form: str) -> dict:
     )
     assert r.status_code == 202, r.text
     return r.json()
+
+
+def _events(client, job_id: str) -> list[dict]:
+    """Every snapshot the job's server-sent events carry, until it is finished."""
+    with client.stream("GET", f"/api/jobs/{job_id}/events") as events:
+        return [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")]
 
 
 def _wait(client, job_id: str, timeout: float = 120) -> dict:
@@ -89,8 +97,7 @@ def test_upload_progress_result_and_download(client, photo):
     buf = io.BytesIO()
     Image.open(io.BytesIO(photo)).save(buf, "JPEG", exif=exif, quality=95)
     job = _submit(client, [("me.jpg", buf.getvalue())], method="universal")
-    with client.stream("GET", f"/api/jobs/{job['id']}/events") as events:
-        snaps = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")]
+    snaps = _events(client, job["id"])
     assert snaps and snaps[-1]["finished"]  # the stream ends when the job does
     progress = [s["items"][0]["progress"] for s in snaps]
     assert progress == sorted(progress) and progress[-1] == 1.0
@@ -298,3 +305,120 @@ def test_serve_refuses_a_busy_port_with_one_line(cli):
         s.listen()
         r = cli("serve", "--port", s.getsockname()[1])
     assert r.returncode == 2 and "choose another --port" in r.stderr
+
+
+# ---- progress: what each photo is doing, and time left from what this server measured ----------
+
+
+def test_time_left_comes_from_measurements_never_a_constant():
+    assert working_eta(Running(3.0), None) == Eta(None)  # nothing measured: "estimating..."
+    timings = Timings()
+    timings.add(("tailored", "mid"), 8.0, 2.0)
+    timings.add(("tailored", "mid"), 12.0, 4.0)  # a running mean: 10 s cloak, 3 s checks
+    mean = timings.get(("tailored", "mid"))
+    assert (mean.n, mean.cloak, mean.checks) == (2, 10.0, 3.0) and timings.get(("tailored", "high")) is None
+    assert working_eta(Running(4.0), mean) == Eta(9.0)
+    assert working_eta(Running(20.0), mean) == Eta(0.0)  # slower than the mean: never negative
+    # the cloak's own pace: a quarter of its steps took 2 s, so 6 s more, then the measured checks
+    assert working_eta(Running(3.0, share=0.25, seconds_per_share=8.0), None) == Eta(6.0, "cloak")
+    assert working_eta(Running(3.0, share=0.25, seconds_per_share=8.0, since_report=1.0), mean) == Eta(8.0)
+    assert working_eta(Running(11.0, checks_elapsed=1.0), mean) == Eta(2.0)
+    assert working_eta(Running(11.0, checks_elapsed=1.0), None) == Eta(None)
+    # the queue played out on 2 workers: one frees in 5 s, one is idle; photos of 10 s each
+    ten = Mean(1, 8.0, 2.0)
+    assert queue_etas(2, [Eta(5.0)], [ten, ten, ten]) == [10.0, 15.0, 20.0]
+    assert queue_etas(1, [Eta(5.0)], [ten, None, ten]) == [15.0, None, None]  # unknown from there on
+    assert queue_etas(1, [Eta(5.0, "cloak")], [ten]) == [None]
+
+
+def test_progress_events_say_what_and_how_long(photo):
+    """Two tailored photos on one worker: queued, finding faces, cloaking face 1 of 1, checking, reading;
+    the first photo has no measured time (only its cloak's pace), the second gets one from the first."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(Settings(workers=1)), base_url="http://127.0.0.1") as c:
+        job = _submit(c, [("a.jpg", photo), ("b.jpg", photo)], method="tailored")
+        assert all(i["eta"] is None for i in job["items"])  # a fresh server has measured nothing
+        assert job["items"][1]["stage"].startswith("queued: ")
+        snaps = _events(c, job["id"])
+    first = [s["items"][0] for s in snaps]
+    second = [s["items"][1] for s in snaps]
+    stages = [i["stage"] for i in first if i["status"] == "working"]
+    assert "cloaking face 1 of 1" in stages and jobs_module.CHECKING in stages, stages
+    assert stages[-1].startswith("reading the saved photo with ")
+    assert any(i["eta_covers"] == "cloak" and i["eta"] >= 0 for i in first)  # the cloak's own steps
+    assert "queued: next in line" in [i["stage"] for i in second]
+    after_first = [b for a, b in zip(first, second, strict=True) if a["status"] == "done" and b["status"] == "working"]
+    assert after_first and all(i["eta"] is not None and i["eta_covers"] == "photo" for i in after_first)
+    for items in (first, second):
+        progress = [i["progress"] for i in items]
+        assert progress == sorted(progress) and progress[-1] == 1.0
+        assert all(set(i) >= {"stage", "eta", "eta_covers", "progress"} for i in items)
+        assert items[-1]["eta"] is None and items[-1]["status"] == "done"
+
+
+# ---- the honest estimate: held-out readers, passed through to the page ----------------------------
+
+HELD_OUT = {
+    "readers": ["cnn", "photo", "cnn-faat", "landmarks"],
+    "relatives": {"cnn": ["cnn-w24"]},
+    "channel": "jpeg:75",
+    "faces": [
+        {
+            "region": [0, 0, 512, 512],
+            "changed": {"cnn": True, "photo": False, "cnn-faat": False, "landmarks": None},
+            "n_changed": 1,
+            "n_readers": 3,
+            "weak": True,
+        }
+    ],
+    "summary": "protected against 1 of 3 held-out readers",
+    "warning": "weakly protected (face 1): fewer than half the held-out readers changed their reading",
+}
+
+
+def _faked_protect(monkeypatch, held_out: dict | None) -> None:
+    """The universal cloak (quick) standing in for any method, its info's held-out estimate replaced."""
+    real = jobs_module.protect_file
+
+    def fake(src, out_dir, **kwargs):
+        kwargs.pop("progress", None)
+        dst, info = real(src, out_dir, **{**kwargs, "method": "universal"})
+        info.pop("held_out", None)
+        if held_out is not None:
+            info["held_out"] = held_out
+        return dst, info
+
+    monkeypatch.setattr(jobs_module, "protect_file", fake)
+
+
+def test_held_out_estimate_reaches_the_result_and_sidecar(client, photo, monkeypatch):
+    _faked_protect(monkeypatch, HELD_OUT)
+    job = _wait(client, _submit(client, [("h.jpg", photo)], method="universal")["id"])
+    res = job["items"][0]["result"]
+    est = res["held_out"]
+    assert est["summary"] == HELD_OUT["summary"] and est["warning"] == HELD_OUT["warning"]
+    assert est["faces"][0]["face"] == 1  # the region holds the page's face 1
+    assert est["faces"][0]["changed"]["landmarks"] is None and est["faces"][0]["weak"] is True
+    sidecar = client.get(f"/api/jobs/{job['id']}/photos/0/sidecar").json()
+    assert sidecar["held_out"]["summary"] == HELD_OUT["summary"]
+
+
+def test_no_held_out_estimate_is_fine(client, photo, monkeypatch):
+    _faked_protect(monkeypatch, None)
+    job = _wait(client, _submit(client, [("n.jpg", photo)], method="universal")["id"])
+    item = job["items"][0]
+    assert item["status"] == "done" and item["result"]["held_out"] is None
+
+
+def test_held_out_faces_are_numbered_as_the_page_numbers_them():
+    faces = [{"box": [300, 40, 380, 120]}, {"box": [20, 30, 100, 110]}]
+    est = {"faces": [{"region": [0, 10, 130, 140]}, {"region": [280, 20, 400, 140]}, {"region": [600, 0, 700, 90]}]}
+    assert [f["face"] for f in number_held_out(est, faces)["faces"]] == [2, 1, None]
+    assert number_held_out(None, faces) is None and number_held_out({"faces": []}, []) == {"faces": []}
+
+
+def test_page_renders_progress_and_the_held_out_estimate(client):
+    js = client.get("/static/app.js").text
+    for needle in ("estimating…", "eta_covers", "held_out", "Honest estimate", 'role: "alert"', "held out"):
+        assert needle in js, needle

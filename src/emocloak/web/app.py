@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 import webbrowser
 import zipfile
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from emocloak.web.uploads import BodyLimit, Upload, UploadError, check_upload, d
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 PAGE = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+HEARTBEAT_S = 1.0  # a job's snapshot at least this often while it runs: its bar and time left move on
 MEDIA = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp", ".tif": "image/tiff"}
 
 
@@ -162,7 +164,8 @@ def create_app(settings: Settings = Settings()) -> FastAPI:
 
     @app.get(
         "/api/jobs/{job_id}/events",
-        summary="Server-sent events: the job's snapshot each time anything changes, until it is finished",
+        summary="Server-sent events: the job's snapshot each time anything changes (and each second: time left "
+        "moves), until it is finished",
         response_class=StreamingResponse,
     )
     async def job_events(job_id: str, request: Request) -> StreamingResponse:
@@ -170,11 +173,11 @@ def create_app(settings: Settings = Settings()) -> FastAPI:
         job = _job(jobs, job_id)
 
         async def stream():
-            seen = -1
+            seen, sent = -1, 0.0
             while not await request.is_disconnected():
-                if jobs.version != seen:
+                if jobs.version != seen or time.monotonic() - sent >= HEARTBEAT_S:
                     snap = jobs.snapshot(job)
-                    seen = snap["version"]
+                    seen, sent = snap["version"], time.monotonic()
                     yield f"event: job\ndata: {json.dumps(snap)}\n\n"
                     if snap["finished"]:
                         return

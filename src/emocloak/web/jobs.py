@@ -3,7 +3,8 @@
 A job is one batch of photos sent together with one set of options; its photos go into one
 queue shared by every tab, first come first served, `workers` at a time. Everything a job
 stores lives in a folder under the server's temporary root, named by the server (job id,
-photo number); names sent by browsers never become paths.
+photo number); names sent by browsers never become paths. Each photo says what it is doing
+and how long it has left (`emocloak.web.progress`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,17 @@ from emocloak.labels import canonical
 from emocloak.metrics.perceptual import image_distances
 from emocloak.protection import DEFAULT_METHOD, METHODS, protect_file
 from emocloak.recognizers.registry import available, load_recognizer
-from emocloak.web.readings import compare
+from emocloak.web.progress import Eta, Running, Timings, queue_etas, working_eta
+from emocloak.web.readings import compare, number_held_out
 from emocloak.web.uploads import BROWSER_SUFFIXES, Upload, UploadError
 
 log = logging.getLogger("emocloak.web")
 
 STRENGTHS = tuple(TAILORED_STRENGTHS)
 STRENGTH_METHODS = ("tailored",)  # methods whose protect() takes `strength`; the others ignore the page's choice
+STEP_METHODS = ("tailored",)  # methods whose cloak reports its steps (protect's `progress` callback)
+CLOAKING = {"filters": "searching for filters that fool the recognizers", "universal": "adding the universal cloak"}
+CHECKING = "checking the cloak: held-out readers, the saved file"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,11 @@ class CloakOptions:
         extra = {"strength": self.strength} if self.method in STRENGTH_METHODS else {}
         chosen = list(self.recognizers) or None
         return dict(method=self.method, target=self.target, recognizers=chosen, seed=self.seed, **extra)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What photos' times are averaged by: method, and strength where the method takes one."""
+        return self.method, self.strength if self.method in STRENGTH_METHODS else ""
 
 
 def _names(value: str | None, what: str) -> tuple[str, ...]:
@@ -97,11 +107,16 @@ class Item:
     seq: int
     suffix: str = ""
     status: str = "queued"  # queued -> working -> done | failed
-    stage: str = "waiting in the queue"
-    progress: float = 0.0
+    stage: str = "queued"
+    progress: float = 0.0  # what the bar shows: never goes back
+    stage_progress: float = 0.0  # by stage alone, shown while no time is measured
+    share: float | None = None  # share of the cloak's steps done, where the cloak reports them
+    paced: tuple[float, float] | None = None  # (time, share) at the cloak's first step report: its pace since
+    told: float | None = None  # time of the cloak's last report
     error: str | None = None
     result: dict | None = None
     started: float | None = None
+    cloaked: float | None = None  # when the cloak ended and the checks began
     finished: float | None = None
     files: dict[str, Path] = field(default_factory=dict)  # input, output, sidecar, original/cloaked views
 
@@ -130,6 +145,8 @@ class Jobs:
     def __init__(self, root: Path, workers: int = 1) -> None:
         self.root = root
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emocloak-job")
+        self.workers = workers
+        self.timings = Timings()
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self._seq = itertools.count()
@@ -160,15 +177,22 @@ class Jobs:
             return self.jobs[job_id]
 
     def snapshot(self, job: Job) -> dict:
-        """The job as JSON for the page and the API."""
+        """The job as JSON for the page and the API: each photo's stage, progress and seconds left (`eta`)."""
         with self.lock:
             waiting = sorted(i.seq for j in self.jobs.values() for i in j.items if i.status == "queued")
             now = time.time()
+            etas = self._etas(now)
             items = []
             for it in job.items:
-                d = {k: getattr(it, k) for k in ("index", "name", "status", "stage", "progress", "error", "result")}
+                eta = etas.get(it.seq, Eta(None))
+                ahead = waiting.index(it.seq) if it.status == "queued" else None
+                d = {k: getattr(it, k) for k in ("index", "name", "status", "error", "result")}
+                d["stage"] = _queued(ahead) if ahead is not None else it.stage
+                d["progress"] = round(self._shown(it, now, eta), 3)
                 d["seconds"] = round((it.finished or now) - it.started, 1) if it.started else None
-                d["ahead"] = waiting.index(it.seq) if it.status == "queued" else None
+                d["ahead"] = ahead
+                d["eta"] = None if eta.seconds is None or not it.active else round(eta.seconds, 1)
+                d["eta_covers"] = eta.covers if d["eta"] is not None else None
                 items.append(d)
             return {
                 "id": job.id,
@@ -177,6 +201,28 @@ class Jobs:
                 "version": self.version,
                 "items": items,
             }
+
+    def _etas(self, now: float) -> dict[int, Eta]:
+        """Seconds left for every photo not done yet, of every job (the queue is shared); call under the lock."""
+        active = [(j, i) for j in self.jobs.values() for i in j.items if i.active]
+        working = [(j, i) for j, i in active if i.status == "working"]
+        queued = sorted(((j, i) for j, i in active if i.status == "queued"), key=lambda ji: ji[1].seq)
+        out = {i.seq: working_eta(_running(i, now), self.timings.get(j.options.key)) for j, i in working}
+        later = queue_etas(self.workers, list(out.values()), [self.timings.get(j.options.key) for j, _ in queued])
+        out |= {i.seq: Eta(s) for (_, i), s in zip(queued, later, strict=True)}
+        return out
+
+    @staticmethod
+    def _shown(it: Item, now: float, eta: Eta) -> float:
+        """The bar: time elapsed over time elapsed plus left where both are known, else by stage; never back."""
+        if it.status == "working":
+            if eta.seconds is not None and eta.covers == "photo" and it.started is not None:
+                spent = now - it.started
+                share = spent / (spent + eta.seconds) if spent + eta.seconds > 0 else 0.0
+            else:
+                share = it.stage_progress
+            it.progress = max(it.progress, min(share, 0.99))
+        return it.progress
 
     def delete(self, job_id: str) -> None:
         """Forget a job: queued photos are dropped, its files removed (a running photo's when it ends)."""
@@ -199,10 +245,27 @@ class Jobs:
                 setattr(item, k, v)
             self.version += 1
 
+    def _told(self, job: Job, item: Item, stage: str, share: float) -> None:
+        """The cloak's own report (protect's `progress`): its stage, and its steps' pace for the estimate."""
+        now = time.time()
+        with self.lock:
+            if share >= 1:  # its last step: what follows is protect's readings, the held-out readers, the save
+                item.cloaked = item.cloaked or now
+                item.stage = CHECKING
+            else:
+                item.stage = stage
+            if share > 0 and item.paced is None:
+                item.paced = (now, share)
+            item.share, item.told = share, now
+            item.stage_progress = max(item.stage_progress, 0.05 + 0.75 * min(share, 1.0))
+            self.version += 1
+
     def _work(self, job: Job, item: Item) -> None:
         if job.deleted:
             return
-        self._update(job, item, status="working", stage="cloaking", progress=0.1, started=time.time())
+        method = job.options.method
+        stage = "finding faces" if method in STEP_METHODS else CLOAKING.get(method, f"cloaking ({method})")
+        self._update(job, item, status="working", stage=stage, stage_progress=0.03, started=time.time())
         try:
             result = self._cloak(job, item)
         except EmocloakError as exc:  # no face, unreadable: the photo's own problem, said in its words
@@ -213,16 +276,23 @@ class Jobs:
             error = f"internal error ({type(exc).__name__}); see the server's log"
             self._update(job, item, status="failed", stage="failed", error=error, finished=time.time())
         else:
-            self._update(job, item, status="done", stage="done", progress=1.0, result=result, finished=time.time())
+            now = time.time()
+            self._update(job, item, status="done", stage="done", progress=1.0, result=result, finished=now)
+            cloaked = item.cloaked or now
+            self.timings.add(job.options.key, cloaked - (item.started or now), now - cloaked)
         if job.deleted:
             shutil.rmtree(self.root / job.id, ignore_errors=True)
 
     def _cloak(self, job: Job, item: Item) -> dict:
         opts, src = job.options, item.files["input"]
+        kwargs = opts.protect_kwargs()
+        if opts.method in STEP_METHODS:
+            kwargs["progress"] = lambda stage, share: self._told(job, item, stage, share)
         t0 = time.perf_counter()
-        dst, info = protect_file(src, src.parent / "out", **opts.protect_kwargs())
+        dst, info = protect_file(src, src.parent / "out", **kwargs)
         seconds = time.perf_counter() - t0
-        self._update(job, item, stage="reading the saved photo", progress=0.8)
+        stage = f"reading the saved photo with {len(opts.readers)} recognizers"
+        self._update(job, item, stage=stage, stage_progress=0.9, cloaked=item.cloaked or time.time())
         original, saved = load_rgb(src), load_rgb(dst)
         readings = compare(original, saved, [load_recognizer(n) for n in opts.readers], opts.target)
         quality = image_distances(original, saved)
@@ -247,7 +317,24 @@ class Jobs:
             "method": opts.method,
             "target": opts.target,
             "recognizers": info["recognizers"],
+            "held_out": number_held_out(info.get("held_out"), readings["faces"]),
         }
+
+
+def _queued(ahead: int) -> str:
+    return f"queued: {ahead} photo{'s' if ahead > 1 else ''} ahead" if ahead else "queued: next in line"
+
+
+def _running(it: Item, now: float) -> Running:
+    """A working photo's clocks; the cloak's pace is measured from its first step report on."""
+    start = it.started or now
+    if it.cloaked is not None:
+        return Running(now - start, checks_elapsed=now - it.cloaked)
+    if it.paced is None or it.share is None or it.told is None or it.share <= it.paced[1]:
+        return Running(now - start)
+    t0, s0 = it.paced
+    pace = (it.told - t0) / (it.share - s0)
+    return Running(now - start, share=it.share, seconds_per_share=pace, since_report=now - it.told)
 
 
 def _view(path: Path, rgb: np.ndarray, name: str) -> Path:

@@ -80,3 +80,27 @@ def compare(original: np.ndarray, cloaked: np.ndarray, recognizers: Sequence[Rec
         marks = [f["readings"][rec.name]["fooled"] for f in faces if f["readings"][rec.name]["fooled"] is not None]
         verdict[rec.name] = all(marks) if marks else None
     return {"faces": faces, "fooled": verdict}
+
+
+def _covered(box: list[int], region: list[int]) -> float:
+    """Share of `box` inside `region`: a cloak's region holds its face's box with a margin, so IoU says too little."""
+    w = max(0, min(box[2], region[2]) - max(box[0], region[0]))
+    h = max(0, min(box[3], region[3]) - max(box[1], region[1]))
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return w * h / area if area > 0 else 0.0
+
+
+def number_held_out(estimate: dict | None, faces: list[dict]) -> dict | None:
+    """protect's held-out estimate, each face given the page's face number ("face": 1-based, None if unmatched).
+
+    The estimate names faces by the cloak's regions, the page by its readers' boxes; a region is the face
+    whose box it covers most, at least half of it.
+    """
+    if not estimate:
+        return None
+    numbered = []
+    for f in estimate.get("faces", []):
+        cover = [_covered(face["box"], f["region"]) for face in faces]
+        best = max(range(len(cover)), key=cover.__getitem__, default=None)
+        numbered.append({**f, "face": best + 1 if best is not None and cover[best] >= 0.5 else None})
+    return {**estimate, "faces": numbered}

@@ -131,10 +131,11 @@ function follow(job) {
   const o = job.options;
   const what = `${o.method}${OPTIONS.strength_methods.includes(o.method) ? ` (${o.strength})` : ""}` +
     `${o.target ? `, target ${o.target}` : ""}${o.recognizers.length ? `, against ${o.recognizers.join(", ")}` : ""}`;
-  box.append(el("div", { class: "job-head" }, el("span", { text: `${job.items.length} photo${job.items.length > 1 ? "s" : ""}: ${what}` }), zip));
+  const left = el("span", { class: "job-left", "aria-live": "polite" });
+  box.append(el("div", { class: "job-head" }, el("span", { text: `${job.items.length} photo${job.items.length > 1 ? "s" : ""}: ${what}` }), left, zip));
   $("#queue").prepend(box);
   $("#queue-head").hidden = false;
-  JOBS.set(job.id, { box, zip, cards: new Map() });
+  JOBS.set(job.id, { box, zip, left, cards: new Map() });
   render(job);
   if (job.finished) return;
   if (window.EventSource) {
@@ -168,6 +169,7 @@ function render(job) {
     updateCard(card, item);
   }
   state.zip.hidden = !job.items.some((i) => i.status === "done");
+  jobLeft(state);
   const all = [...JOBS.values()].flatMap((s) => [...s.cards.values()]);
   const waiting = all.filter((c) => c.status === "queued" || c.status === "working").length;
   $("#queue-count").textContent = waiting ? `${waiting} photo${waiting > 1 ? "s" : ""} waiting or in progress` : "all done";
@@ -178,27 +180,67 @@ function newCard(jobId, item) {
   const badge = el("span", { class: "badge" });
   const verdict = el("span", { class: "verdict" });
   const bar = el("div", { class: "fill" });
-  const stage = el("p", { class: "stage" });
+  const what = el("span", { class: "what" });
+  const eta = el("span", { class: "eta" });
+  const stage = el("p", { class: "stage", "aria-live": "polite" }, what, eta);
   const error = el("p", { class: "error", hidden: true });
   root.append(
     el("header", {}, el("h3", { text: item.name }), badge, verdict),
     el("div", { class: "progress", role: "progressbar", "aria-label": `progress of ${item.name}` }, bar),
     stage, error,
   );
-  return { root, badge, verdict, bar, stage, error, jobId, status: null, built: false };
+  return { root, badge, verdict, bar, stage, what, eta, error, jobId, status: null, built: false, item: null, at: 0 };
 }
+
+const duration = (s) => (s < 5 ? "a few seconds" : s < 60 ? `about ${Math.round(s)} s`
+  : `about ${Math.floor(s / 60)} min ${String(Math.round(s % 60)).padStart(2, "0")} s`);
+// Seconds left as the server last estimated them, counted down here between its events.
+const secondsLeft = (card) => Math.max(0, card.item.eta - (Date.now() - card.at) / 1000);
+
+function timeLeft(card) {
+  const item = card.item;
+  if (item.eta === null) return "estimating…";
+  const s = secondsLeft(card);
+  if (s < 1 && item.status === "working") return "almost done";
+  if (item.eta_covers === "cloak") return `${duration(s)} left in the cloak, then the checks`;
+  return item.status === "queued" ? `done in ${duration(s)}` : `${duration(s)} left`;
+}
+
+function showStage(card) {
+  const item = card.item;
+  const active = item.status === "queued" || item.status === "working";
+  card.what.textContent = active ? item.stage : "";
+  card.eta.textContent = active ? timeLeft(card) : "";
+  card.eta.dataset.known = String(item.eta !== null);
+  card.stage.hidden = !active;
+}
+
+// The job's line: photos done, and time until its last photo is done (the latest of its photos' estimates).
+function jobLeft(state) {
+  const cards = [...state.cards.values()].filter((c) => c.item);
+  const active = cards.filter((c) => c.item.status === "queued" || c.item.status === "working");
+  const done = cards.filter((c) => c.item.status === "done").length;
+  const known = active.every((c) => c.item.eta !== null && c.item.eta_covers === "photo");
+  const left = !active.length ? "" : known ? ` · ${duration(Math.max(...active.map(secondsLeft)))} left` : " · estimating…";
+  state.left.textContent = `${done} of ${cards.length} done${left}`;
+}
+
+setInterval(() => {
+  for (const s of JOBS.values()) {
+    for (const c of s.cards.values()) if (c.item && c.item.eta !== null) showStage(c);
+    jobLeft(s);
+  }
+}, 1000);
 
 function updateCard(card, item) {
   card.status = item.status;
+  card.item = item;
+  card.at = Date.now();
   card.root.dataset.status = item.status;
   card.badge.textContent = item.status;
   card.bar.style.width = pct(item.progress);
   card.root.querySelector(".progress").setAttribute("aria-valuenow", Math.round(item.progress * 100));
-  const secs = item.seconds !== null ? ` (${item.seconds.toFixed(0)} s)` : "";
-  card.stage.textContent = item.status === "queued"
-    ? (item.ahead ? `waiting: ${item.ahead} photo${item.ahead > 1 ? "s" : ""} ahead` : "waiting: next in line")
-    : item.status === "working" ? `${item.stage}...${secs}` : "";
-  card.stage.hidden = !card.stage.textContent;
+  showStage(card);
   card.error.textContent = item.error || "";
   card.error.hidden = !item.error;
   card.root.querySelector(".progress").hidden = item.status === "done" || item.status === "failed";
@@ -218,6 +260,7 @@ function buildResult(card, item) {
       : `fooled ${fooled.length} of ${names.length} recognizers`;
   card.verdict.className = `verdict ${fooled.length === names.length ? "yes" : fooled.length ? "some" : "no"}`;
   card.root.append(...[
+    heldOut(r.held_out, r.faces.length),
     viewer(base, r),
     el("p", { class: "facts" },
       el("span", { text: `SSIM ${r.ssim.toFixed(3)}` }),
@@ -225,7 +268,7 @@ function buildResult(card, item) {
       el("span", { text: `${r.width}×${r.height}` }),
       el("span", { text: `${r.method}${r.target ? `, target ${r.target}` : ""}` })),
     r.note ? el("p", { class: "note", text: r.note }) : null,
-    faceReadings(r.faces, true, r.recognizers),
+    faceReadings(r.faces, true, r.recognizers, r.held_out),
     el("p", { class: "actions" },
       el("a", { class: "button primary download", href: `${base}/download`, download: r.download, text: `Download ${r.download}` }),
       el("a", { class: "button", href: `${base}/sidecar`, target: "_blank", text: "Sidecar (JSON)" })),
@@ -301,16 +344,61 @@ function faceBoxes(r) {
   return el("div", { class: "boxes" }, r.faces.map((f, i) => el("div", { class: "box", text: String(i + 1), style: at(f.box) })));
 }
 
-// ---- readings as bars -------------------------------------------------------------------------
-function faceReadings(faces, compare, aimed = []) {
-  if (!faces.length) return el("p", { class: "note", text: "No recognizer found a face in this photo." });
-  return el("div", { class: "faces" }, faces.map((face, i) => el("section", { class: "face" },
-    el("h4", { text: `Face ${i + 1}` }),
-    el("div", { class: "recs" }, Object.entries(face.readings).map(([name, r]) => compare ? compared(name, r, aimed) : single(name, r))))));
+// ---- the honest estimate: recognizers the cloak never used, after a JPEG re-save ----------------
+const weakFace = (f) => f.weak;
+const channelText = (c) => c.replace(/^jpeg:/i, "JPEG quality ");
+const count = (f) => `protected against ${f.n_changed} of ${f.n_readers} held-out reader${f.n_readers === 1 ? "" : "s"}`;
+
+function heldOut(h, nFaces) {
+  if (!h) return null;
+  const weak = Boolean(h.warning) || h.faces.some(weakFace);
+  const box = el("section", { class: `heldout ${weak ? "weak" : "ok"}`, "data-weak": String(weak) });
+  if (weak) {
+    const warning = (h.warning || "weakly protected: fewer than half the held-out readers changed their reading on a face")
+      .replace(/--strength (\w+)/g, "strength \u201c$1\u201d"); // the page's own setting, not the command line's
+    box.append(el("p", { class: "banner", role: "alert" }, el("strong", { text: "Warning: " }), warning));
+  }
+  box.append(el("p", { class: "summary" }, el("strong", { text: "Honest estimate: " }), h.summary));
+  const lost = h.faces.filter((f) => f.face === null || f.face === undefined || f.face > nFaces);
+  for (const f of lost) box.append(el("p", { class: "lost", text: `a face at [${f.region.join(", ")}] no reader below found: ${count(f)}` }));
+  box.append(el("p", { class: "why", text: `${h.readers.join(", ")} took no part in making this cloak; each read a ` +
+    `${channelText(h.channel)} re-save of the original and of the cloaked photo. A face counts as protected ` +
+    "against a reader when its reading changed." }));
+  const rel = Object.entries(h.relatives || {});
+  if (rel.length) {
+    box.append(el("p", { class: "why", text: `Less independent: ${rel.map(([r, ms]) => `${r} (a relative of ${ms.join(", ")})`).join("; ")}.` }));
+  }
+  return box;
 }
 
-function compared(name, r, aimed) {
-  const head = el("header", {}, el("strong", { text: name }), aimed.includes(name) ? el("small", { class: "aim", text: "cloaked against" }) : null);
+// One face's held-out line, beside its readings: how many changed, and which.
+function heldOutFace(f) {
+  const says = (v) => (v === null ? "found no face" : v ? "changed" : "unchanged");
+  return el("div", { class: `ho-face ${f.weak ? "weak" : "ok"}`, "data-weak": String(f.weak) },
+    el("strong", { text: `Held out: ${count(f)}` }),
+    f.weak ? el("span", { class: "mark no", text: "weak" }) : null,
+    el("span", { class: "ho-readers" }, Object.entries(f.changed).map(([name, v]) => el("span", {
+      class: `chip ${v === null ? "none" : v ? "yes" : "no"}`, text: `${name}: ${says(v)}`,
+    }))));
+}
+
+// ---- readings as bars -------------------------------------------------------------------------
+function faceReadings(faces, compare, aimed = [], held = null) {
+  if (!faces.length) return el("p", { class: "note", text: "No recognizer found a face in this photo." });
+  const readers = held ? held.readers : [];
+  return el("div", { class: "faces" }, faces.map((face, i) => {
+    const est = held ? held.faces.find((f) => f.face === i + 1) : null;
+    return el("section", { class: "face" },
+      el("h4", { text: `Face ${i + 1}` }),
+      est ? heldOutFace(est) : null,
+      el("div", { class: "recs" }, Object.entries(face.readings).map(([name, r]) => compare ? compared(name, r, aimed, readers) : single(name, r))));
+  }));
+}
+
+function compared(name, r, aimed, readers = []) {
+  const head = el("header", {}, el("strong", { text: name }),
+    aimed.includes(name) ? el("small", { class: "aim", text: "cloaked against" }) : null,
+    readers.includes(name) ? el("small", { class: "held", text: "held out" }) : null);
   if (!r.before) {
     head.append(el("span", { class: "muted", text: " found no face here" }));
     return el("div", { class: "rec" }, head);
