@@ -1,4 +1,6 @@
 import json
+import pkgutil
+import re
 import subprocess
 import sys
 
@@ -26,7 +28,21 @@ def test_predict_demo_json():
 
 def test_help_lists_commands(cli):
     r = cli("--help")
-    assert r.returncode == 0 and "predict" in r.stdout
+    listed = set(re.findall(r"^│ (\w+) ", r.stdout, re.M))
+    assert r.returncode == 0
+    assert listed == {"predict", "recognizers", "evaluate", "protect", "universal", "train", "serve"}
+    assert re.search(r"^│ train ", cli("universal", "--help").stdout, re.M)
+
+
+def test_every_command_module_is_registered():
+    """A new module in emocloak.cli with a command that app.py forgets to register fails here."""
+    import emocloak.cli
+    from emocloak.cli.app import app
+
+    groups = [g.typer_instance for g in app.registered_groups]
+    commands = [c for t in [app, *groups] for c in t.registered_commands]
+    modules = {m.name for m in pkgutil.iter_modules(emocloak.cli.__path__)} - {"app", "common", "main"}
+    assert {c.callback.__module__.rsplit(".", 1)[1] for c in commands} == modules
 
 
 def test_bad_inputs_give_one_clear_line_and_nonzero_exit(tmp_path, cli):

@@ -6,7 +6,7 @@ transfer recognizers. Returns a JSON-ready report: a summary and one record per 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,12 +135,15 @@ def evaluate(
     transfer: Sequence[Recognizer | str] = (),
     channel: Channel | None = None,
     chunk: int = CHUNK,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     workers: int = 1,
     ray_address: str | None = None,
     threads: int | None = None,
 ) -> tuple[dict, list[np.ndarray]]:
     """Run the attack in chunks and measure; returns (report, adversarial images).
+
+    `progress`: True draws a bar here; a callable instead gets (images done, images in all) after each
+    chunk, so a caller can draw its own (the CLI's goes to stderr).
 
     `workers` > 1 or `ray_address` runs the chunks on Ray (`emocloak.scale`); the report is the same as
     here with the same torch `threads` (Ray workers: 1 unless given).
@@ -155,13 +158,17 @@ def evaluate(
         for s in starts
     )
     parts: dict[int, tuple[list[dict], list[np.ndarray]]] = {}
-    with Progress(disable=not progress, transient=True) as bar:
+    done = 0
+    with Progress(disable=progress is not True, transient=True) as bar:
         task = bar.add_task(f"{attack.name} on {_load(rec).name}", total=len(samples.images))
         for i, part in imap(evaluate_chunk, jobs, workers, ray_address, threads):
             if why := lost(part):
                 raise EmocloakError(f"chunk {i + 1} of {len(starts)} could not be finished: {why}")
             parts[i] = part
-            bar.advance(task, len(part[1]))
+            done += len(part[1])
+            bar.update(task, completed=done)
+            if callable(progress):
+                progress(done, len(samples.images))
     records = [r for i in range(len(starts)) for r in parts[i][0]]
     adv = [a for i in range(len(starts)) for a in parts[i][1]]
     transfer_names = [_load(t).name for t in transfer]
