@@ -372,14 +372,15 @@ function heldOut(h, nFaces) {
 }
 
 // One face's held-out line, beside its readings: how many changed, and which.
-function heldOutFace(f) {
+function heldOutFace(f, channel) {
   const says = (v) => (v === null ? "found no face" : v ? "changed" : "unchanged");
   return el("div", { class: `ho-face ${f.weak ? "weak" : "ok"}`, "data-weak": String(f.weak) },
     el("strong", { text: `Held out: ${count(f)}` }),
     f.weak ? el("span", { class: "mark no", text: "weak" }) : null,
     el("span", { class: "ho-readers" }, Object.entries(f.changed).map(([name, v]) => el("span", {
       class: `chip ${v === null ? "none" : v ? "yes" : "no"}`, text: `${name}: ${says(v)}`,
-    }))));
+    }))),
+    el("small", { class: "muted", text: `after a ${channelText(channel)} re-save; the cards below read the file as downloaded` }));
 }
 
 // ---- readings as bars -------------------------------------------------------------------------
@@ -390,7 +391,7 @@ function faceReadings(faces, compare, aimed = [], held = null) {
     const est = held ? held.faces.find((f) => f.face === i + 1) : null;
     return el("section", { class: "face" },
       el("h4", { text: `Face ${i + 1}` }),
-      est ? heldOutFace(est) : null,
+      est ? heldOutFace(est, held.channel) : null,
       el("div", { class: "recs" }, Object.entries(face.readings).map(([name, r]) => compare ? compared(name, r, aimed, readers) : single(name, r))));
   }));
 }
