@@ -33,10 +33,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from emocloak.data.ferplus import load_ferplus
-from emocloak.data.provenance import training_data
 from emocloak.defences.recipes import arms, cli_command, train_defence, training_faces
 from emocloak.recognizers.registry import WEIGHTS
-from emocloak.training import TrainConfig, record_run
+from emocloak.training import TrainConfig, record_run, script_record
 
 ROOT = Path(__file__).resolve().parents[1]
 INIT = WEIGHTS / "cnn-w24.pt"  # the shipped defences start from the width-24 cnn
@@ -92,17 +91,9 @@ def main() -> None:
         tr, masks = training_faces(a.data, d)
         print(f"{name}: {cli_command(d, cfg, a.data, out)}", flush=True)
         model = train_defence(d, cfg, tr, va, out, masks, progress=every(20))
-        meta = record_run(
-            out,
-            model,
-            va,
-            te,
-            wall_seconds=time.time() - t0,
-            data="FER+ train (fer2013new.csv, majority protocol); valid/test: FER+ valid/test",
-            training_data=training_data("train", tr.names),
-            command=" ".join(["python", *sys.argv]),
-            equivalent_cli=cli_command(d, cfg, a.data, out),
-        )
+        data = "FER+ train (fer2013new.csv, majority protocol); valid/test: FER+ valid/test"
+        record = script_record(t0, data, tr) | {"equivalent_cli": cli_command(d, cfg, a.data, out)}
+        meta = record_run(out, model, va, te, **record)
         print(f"{name}: FER+ test {meta['test_acc']:.4f}, valid {meta['valid_acc']:.4f}, {meta['wall_seconds']:.0f}s")
     if a.ship:
         src, dst = a.out_dir / "faat.pt", WEIGHTS / "cnn-faat.pt"

@@ -40,9 +40,9 @@ from emocloak.photo_training import (
     build_photo_set,
     clean_face_crops,
     clean_photo_crops,
+    photo_validation,
     train_photo,
 )
-from emocloak.photo_training import accuracy as photo_accuracy
 from emocloak.recognizers.registry import WEIGHTS, load_facenet
 from emocloak.training import checkpoint_shape, init_arch, save_weights
 
@@ -167,7 +167,7 @@ def main() -> None:
         valid["tcce_valid"] = (clean_photo_crops(valid_ph, a.size, a.margin), valid_ph.labels)
     if a.average:
         model = average_photo(a.average, cfg, faces, train_ph)
-        accs = {name: photo_accuracy(model, xv, yv) for name, (xv, yv) in valid.items()}
+        accs = photo_validation(valid)(model)
         log(f"average of {len(a.average)}: valid {accs}")
         save_weights(model, a.out, {"config": asdict(cfg), "history": [{"valid_acc": accs}]}, cfg.size, cfg.margin)
     else:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from emocloak.data.checkpoints import CheckpointError
 from emocloak.data.ferplus import load_ferplus
-from emocloak.data.provenance import training_data
 from emocloak.training import (
     KD_TEMPERATURE,
     KD_WEIGHT,
@@ -27,6 +26,7 @@ from emocloak.training import (
     distillation_from,
     init_arch,
     record_run,
+    script_record,
     standard_objective,
     train,
 )
@@ -64,16 +64,7 @@ def main() -> None:
     t0 = time.time()
     tr, va, te = (load_ferplus(a.data, s) for s in ("train", "valid", "test"))
     model = train(cfg, tr, va, a.out, objective=objective)
-    meta = record_run(
-        a.out,
-        model,
-        va,
-        te,
-        wall_seconds=time.time() - t0,
-        data="FER+ train (fer2013new.csv, majority protocol)",
-        training_data=training_data("train", tr.names),
-        command=" ".join(["python", *__import__("sys").argv]),
-    )
+    meta = record_run(a.out, model, va, te, **script_record(t0, "FER+ train (fer2013new.csv, majority protocol)", tr))
     print(f"FER+ test accuracy {meta['test_acc']:.4f} (valid {meta['valid_acc']:.4f}), {meta['wall_seconds']:.0f}s")
 
 

@@ -4,14 +4,14 @@ FER+ gives many faces (48 px, gray, web thumbnails); TCCE's training performers 
 photos. Each batch mixes both. TCCE photos are cropped on the fly from the whole photo at the box of
 either detector the toolkit uses (dlib by the recognizer's crop rule, or fer's Haar recipe), jittered,
 and both sources go through what happens to photos on the way to a recognizer: JPEG 30-95, blur,
-downscaling, colour-to-gray variations. Resumable: a checkpoint after every epoch.
+downscaling, colour-to-gray variations. The loop is `training.fit`'s, fed by `PhotoMix`; what is
+here is only what is photo-specific. Resumable: a checkpoint after every epoch.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,15 +23,21 @@ from emocloak.channel import jpeg
 from emocloak.data.checkpoints import load_checkpoint
 from emocloak.data.ferplus import FaceSet
 from emocloak.faces.detect import DEFAULT_MARGIN, Box, crop, detect_faces, square_box
+from emocloak.labels import LABELS
 from emocloak.recognizers.base import GRAY
 from emocloak.recognizers.facenet import FaceNet
 from emocloak.training import (
-    RunState,
+    Batch,
+    Score,
     augment,
-    resume_training,
-    save_training,
-    save_weights,
-    soft_cross_entropy,
+    averaged_on,
+    contrast_brightness,
+    fit,
+    gray_faces_to_tensor,
+    similarity_theta,
+    tensor_accuracy,
+    training_targets,
+    uniform,
     weight_average,
 )
 
@@ -140,10 +146,6 @@ def gray_to_rgb_init(model: FaceNet, path: str) -> None:
     model.load_state_dict(sd)
 
 
-def _u(lo: float, hi: float, n: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=gen) * (hi - lo) + lo
-
-
 def reframe(margin: float) -> float:
     """How much larger (or smaller) a crop grown by `margin` is than the default crop the caches hold."""
     return (1 + margin) / (1 + DEFAULT_MARGIN)
@@ -187,9 +189,9 @@ def photo_channel(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     n, s = x.shape[0], x.shape[-1]
     blur = torch.rand(n, generator=gen) < 0.25
     if blur.any():
-        x = torch.where(blur.view(n, 1, 1, 1), _blur(x, _u(0.4, 1.3, n, gen)), x)
+        x = torch.where(blur.view(n, 1, 1, 1), _blur(x, uniform(0.4, 1.3, n, gen)), x)
     for i in torch.nonzero(torch.rand(n, generator=gen) < 0.3).flatten().tolist():
-        small = int(_u(0.35, 0.85, 1, gen).item() * s)
+        small = int(uniform(0.35, 0.85, 1, gen).item() * s)
         lo = F.interpolate(x[i : i + 1], size=(small, small), mode="bilinear", antialias=True, align_corners=False)
         x[i] = F.interpolate(lo, size=(s, s), mode="bilinear", align_corners=False)[0]
     return x.clamp_(0, 1)
@@ -199,7 +201,7 @@ def _jpeg_some(images: np.ndarray, p: float, gen: torch.Generator) -> np.ndarray
     """JPEG round trip (quality 30-95) of a random fraction p of uint8 images, (N, H, W[, 3])."""
     out = images.copy()
     for i in torch.nonzero(torch.rand(len(images), generator=gen) < p).flatten().tolist():
-        q = int(_u(30, 95, 1, gen).item())
+        q = int(uniform(30, 95, 1, gen).item())
         im = images[i] if images.ndim == 4 else np.repeat(images[i][..., None], 3, 2)
         j = jpeg(np.ascontiguousarray(im), q)
         out[i] = j if images.ndim == 4 else j[..., 0]
@@ -210,13 +212,11 @@ def colour_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Saturation, channel gains and fully gray copies: colour-to-gray variations of RGB crops."""
     n = x.shape[0]
     gray = (x * torch.tensor(GRAY).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    sat = _u(0.5, 1.3, n, gen)
+    sat = uniform(0.5, 1.3, n, gen)
     sat = torch.where(torch.rand(n, generator=gen) < 0.2, torch.zeros(n), sat).view(n, 1, 1, 1)
     x = gray + (x - gray) * sat
-    x = x * _u(0.92, 1.08, 3 * n, gen).view(n, 3, 1, 1)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * _u(0.75, 1.25, n, gen).view(n, 1, 1, 1) + mean + _u(-0.1, 0.1, n, gen).view(n, 1, 1, 1)
-    return x.clamp_(0, 1)
+    x = x * uniform(0.92, 1.08, 3 * n, gen).view(n, 3, 1, 1)
+    return contrast_brightness(x, gen, (0.75, 1.25), (-0.1, 0.1)).clamp_(0, 1)
 
 
 def crop_photos(photos: torch.Tensor, boxes: torch.Tensor, size: int, gen: torch.Generator | None) -> torch.Tensor:
@@ -232,14 +232,13 @@ def crop_photos(photos: torch.Tensor, boxes: torch.Tensor, size: int, gen: torch
     side = (boxes[:, 2] - boxes[:, 0]) / w
     ang, flip = torch.zeros(n), torch.ones(n)
     if gen is not None:
-        cx = cx + _u(-0.07, 0.07, n, gen) * side * 2
-        cy = cy + _u(-0.07, 0.07, n, gen) * side * 2
-        side = side * _u(0.9, 1.12, n, gen)
-        ang = _u(-12, 12, n, gen) * math.pi / 180
+        cx = cx + uniform(-0.07, 0.07, n, gen) * side * 2
+        cy = cy + uniform(-0.07, 0.07, n, gen) * side * 2
+        side = side * uniform(0.9, 1.12, n, gen)
+        ang = uniform(-12, 12, n, gen) * math.pi / 180
         flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(ang) * side, torch.sin(ang) * side
-    theta = torch.stack([torch.stack([cos * flip, -sin, cx], 1), torch.stack([sin * flip, cos, cy], 1)], 1)
-    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    grid = F.affine_grid(similarity_theta(cos, sin, flip, cx, cy), [n, 3, size, size], align_corners=False)
     return F.grid_sample(half, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -264,7 +263,7 @@ def face_batch(
     faces: FaceSet, idx: np.ndarray, size: int, gen: torch.Generator, margin: float = DEFAULT_MARGIN
 ) -> torch.Tensor:
     """FER+ faces: JPEG on some, the usual geometric/erasing augmentation, then size x size RGB."""
-    x = torch.from_numpy(_jpeg_some(faces.images[idx], 0.3, gen)).float().div_(255.0).unsqueeze(1)
+    x = gray_faces_to_tensor(_jpeg_some(faces.images[idx], 0.3, gen))
     x = augment(reframe_faces(x, margin), gen)
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
     return photo_channel(x.contiguous(), gen)
@@ -283,15 +282,17 @@ def clean_photo_crops(data: PhotoSet, size: int, margin: float = DEFAULT_MARGIN)
 
 
 def clean_face_crops(faces: FaceSet, size: int, margin: float = DEFAULT_MARGIN) -> torch.Tensor:
-    x = reframe_faces(torch.from_numpy(faces.images).float().div_(255.0).unsqueeze(1), margin)
+    x = reframe_faces(gray_faces_to_tensor(faces.images), margin)
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
 
 
-@torch.no_grad()
-def accuracy(model: FaceNet, x: torch.Tensor, labels: np.ndarray, batch: int = 256) -> float:
-    model.eval()
-    pred = torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
-    return float((pred.numpy() == labels).mean())
+def photo_validation(valid: dict[str, tuple[torch.Tensor, np.ndarray]]) -> Callable[[FaceNet], Score]:
+    """Accuracy on each named set of clean crops (`clean_face_crops`, `clean_photo_crops`) and labels."""
+
+    def validate(model: FaceNet) -> dict[str, float]:
+        return {name: tensor_accuracy(model, xv, yv, batch=256) for name, (xv, yv) in valid.items()}
+
+    return validate
 
 
 def mixed_batch(
@@ -303,6 +304,65 @@ def mixed_batch(
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def smoothed_targets(labels: np.ndarray, smoothing: float) -> torch.Tensor:
+    """One-hot TCCE labels smoothed over TCCE's 7 classes (it has no contempt), as 8-class soft targets."""
+    eye, contempt = torch.eye(len(LABELS)), LABELS.index("contempt")
+    y = eye[labels] * (1 - smoothing) + smoothing / 7 * (1 - eye[contempt])
+    y[:, contempt] = 0
+    return y / y.sum(1, keepdim=True)
+
+
+@dataclass
+class PhotoMix:
+    """The photo recipe's batches for `training.fit`: `fer_batch` FER+ faces beside `photo_batch` TCCE crops.
+
+    An epoch draws a fresh random `fer_per_epoch` FER+ faces and cycles through the photos in
+    random orders; soft targets are the FER+ votes and the smoothed TCCE labels.
+    """
+
+    faces: FaceSet
+    photos: PhotoSet
+    cfg: PhotoConfig
+    bn_steps: int = 100  # batches a weight average re-estimates its batch-norm statistics on
+
+    def __post_init__(self) -> None:
+        self.fer_soft = training_targets(self.faces, soft=True)
+        self.photo_soft = smoothed_targets(self.photos.labels, self.cfg.label_smoothing)
+
+    @property
+    def steps(self) -> int:
+        return self.cfg.fer_per_epoch // self.cfg.fer_batch
+
+    def epoch(self, gen: torch.Generator) -> Iterator[Batch]:
+        cfg, steps = self.cfg, self.steps
+        fer_idx = torch.randperm(len(self.faces), generator=gen)[: steps * cfg.fer_batch].numpy()
+        n_photo = steps * cfg.photo_batch
+        rounds = math.ceil(n_photo / len(self.photos))
+        photo_idx = torch.cat([torch.randperm(len(self.photos), generator=gen) for _ in range(rounds)])[
+            :n_photo
+        ].numpy()
+        for i in range(steps):
+            fi = fer_idx[i * cfg.fer_batch : (i + 1) * cfg.fer_batch]
+            pi = photo_idx[i * cfg.photo_batch : (i + 1) * cfg.photo_batch]
+            x = mixed_batch(self.faces, self.photos, fi, pi, cfg, gen)
+            yield x, torch.cat([self.fer_soft[fi], self.photo_soft[pi]]), None
+
+    def norm_batches(self, gen: torch.Generator) -> Iterator[torch.Tensor]:
+        """`bn_steps` training batches (faces and photos drawn with replacement): the mix the members saw."""
+        for _ in range(self.bn_steps):
+            fi = torch.randint(len(self.faces), (self.cfg.fer_batch,), generator=gen).numpy()
+            pi = torch.randint(len(self.photos), (self.cfg.photo_batch,), generator=gen).numpy()
+            yield mixed_batch(self.faces, self.photos, fi, pi, self.cfg, gen)
+
+
+def photo_net(cfg: PhotoConfig) -> FaceNet:
+    """The colour net `cfg` names, started from the gray net `cfg.init` when given."""
+    model = FaceNet(cfg.arch, width=cfg.width, in_ch=3)
+    if cfg.init:
+        gray_to_rgb_init(model, cfg.init)
+    return model
+
+
 def average_photo(weights: list[Path], cfg: PhotoConfig, faces: FaceSet, photos: PhotoSet, steps: int = 100) -> FaceNet:
     """The weight average ("soup") of photo models fine-tuned from one start, batch norm recomputed.
 
@@ -311,21 +371,9 @@ def average_photo(weights: list[Path], cfg: PhotoConfig, faces: FaceSet, photos:
     """
     torch.set_num_threads(cfg.threads)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = weight_average(weights, lambda: FaceNet(cfg.arch, width=cfg.width, in_ch=3)).module
-    model = model.to(memory_format=torch.channels_last)
-    batches = (
-        mixed_batch(
-            faces,
-            photos,
-            torch.randint(len(faces), (cfg.fer_batch,), generator=gen).numpy(),
-            torch.randint(len(photos), (cfg.photo_batch,), generator=gen).numpy(),
-            cfg,
-            gen,
-        )
-        for _ in range(steps)
-    )
-    torch.optim.swa_utils.update_bn(batches, model)  # resets the running statistics, then one cumulative pass
-    return model.eval()
+    avg = weight_average(weights, lambda: FaceNet(cfg.arch, width=cfg.width, in_ch=3))
+    avg.module.to(memory_format=torch.channels_last)
+    return averaged_on(avg, PhotoMix(faces, photos, cfg, bn_steps=steps).norm_batches(gen)).eval()
 
 
 def train_photo(
@@ -337,55 +385,22 @@ def train_photo(
     resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> FaceNet:
-    """Train and write `out` (weights + .json); `out`.ckpt after every epoch, picked up with resume."""
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = FaceNet(cfg.arch, width=cfg.width, in_ch=3)
-    if cfg.init:
-        gray_to_rgb_init(model, cfg.init)
-    model = model.to(memory_format=torch.channels_last)  # oneDNN's fast conv layout, as in training.py
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    steps = cfg.fer_per_epoch // cfg.fer_batch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.15)
-    ckpt, start, history, elapsed = out.with_suffix(".ckpt"), 0, [], 0.0
-    run = RunState(model, opt, sched, gen)
-    if ckpt.exists():
-        if not resume:
-            raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or delete it to start afresh")
-        start, history, elapsed = resume_training(ckpt, asdict(cfg), run)
-        log(f"resumed from {ckpt} at epoch {start}")
-    fer_soft = torch.from_numpy(faces.votes)
-    eye = torch.eye(fer_soft.shape[1])
-    photo_soft = eye[photos.labels] * (1 - cfg.label_smoothing) + cfg.label_smoothing / 7 * (1 - eye[7])
-    photo_soft[:, 7] = 0  # TCCE has no contempt: smoothing spreads over its 7 classes only
-    photo_soft = photo_soft / photo_soft.sum(1, keepdim=True)
-    for epoch in range(start, cfg.epochs):
-        t0, total = time.time(), 0.0
-        model.train()
-        fer_idx = torch.randperm(len(faces), generator=gen)[: steps * cfg.fer_batch].numpy()
-        n_photo = steps * cfg.photo_batch
-        photo_idx = torch.cat(
-            [torch.randperm(len(photos), generator=gen) for _ in range(math.ceil(n_photo / len(photos)))]
-        )[:n_photo].numpy()
-        for i in range(steps):
-            fi = fer_idx[i * cfg.fer_batch : (i + 1) * cfg.fer_batch]
-            pi = photo_idx[i * cfg.photo_batch : (i + 1) * cfg.photo_batch]
-            x = mixed_batch(faces, photos, fi, pi, cfg, gen)
-            y = torch.cat([fer_soft[fi], photo_soft[pi]])
-            loss = soft_cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-            if (i + 1) % 20 == 0:
-                log(f"  epoch {epoch + 1} step {i + 1}/{steps} loss {total / (i + 1):.4f} ({time.time() - t0:.0f}s)")
-        elapsed += time.time() - t0
-        accs = {name: accuracy(model, xv, yv) for name, (xv, yv) in valid.items()}
-        history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": accs, "seconds": elapsed})
-        log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {accs} ({elapsed:.0f}s)")
-        save_training(ckpt, asdict(cfg), run, epoch + 1, history, elapsed)
-    meta = {"config": asdict(cfg), "history": history, "train_seconds": elapsed}
-    save_weights(model, out, meta, cfg.size, margin=cfg.margin)
-    return model
+    """The photo recipe through `training.fit`: write `out` (weights + .json), `out`.ckpt after every epoch.
+
+    An existing checkpoint is continued only with resume, so a new run never overwrites an old one.
+    """
+    ckpt = out.with_suffix(".ckpt")
+    if ckpt.exists() and not resume:
+        raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, or delete it to start afresh")
+    return fit(
+        cfg,
+        lambda: photo_net(cfg),
+        PhotoMix(faces, photos, cfg),
+        photo_validation(valid),
+        out,
+        pct_start=0.15,
+        log=log,
+        log_every=20,
+        size=cfg.size,
+        margin=cfg.margin,
+    )

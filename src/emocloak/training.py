@@ -1,4 +1,9 @@
-"""Training recognizers on pre-cropped faces: soft (vote) labels, batched augmentation, resumable.
+"""Training recognizers: one resumable loop (`fit`), soft (vote) labels, batched augmentation.
+
+`fit` takes its batches from a data source (`BatchSource`): every FER+ face once an epoch,
+augmented (`FaceBatches`, what `train` uses), or the photo recipe's mix of FER+ faces and TCCE
+crops (`emocloak.photo_training.PhotoMix`), and its checks from a validation callable; the
+optimiser, schedule, checkpoints and written weights are the same for every recipe.
 
 The loop takes hooks so that defences (PGD-AT, FAAT, see `emocloak.defences`) reuse it
 unchanged: `adversary` maps a clean batch to the batch the model is trained on,
@@ -13,10 +18,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,6 +33,7 @@ from torch import nn
 from emocloak.data.checkpoints import CheckpointError, load_checkpoint
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.files import atomic_write, write_text_atomic
+from emocloak.data.provenance import training_data
 from emocloak.faces.detect import DEFAULT_MARGIN
 from emocloak.labels import LABELS
 from emocloak.recognizers.facenet import FaceNet
@@ -73,6 +81,29 @@ def gray_faces_to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
 
 
+def uniform(lo: float, hi: float, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n draws from U(lo, hi) off the run's generator, so a seed fixes every augmentation."""
+    return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+
+def similarity_theta(
+    cos: torch.Tensor, sin: torch.Tensor, flip: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor
+) -> torch.Tensor:
+    """(N, 2, 3) `affine_grid` matrices: rotation/scale (cos, sin), horizontal flip (+-1), shift."""
+    return torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+
+
+def contrast_brightness(
+    x: torch.Tensor, gen: torch.Generator, contrast: tuple[float, float], brightness: tuple[float, float]
+) -> torch.Tensor:
+    """Per image: contrast about its mean, then a brightness shift, both drawn uniformly (contrast first)."""
+    n = x.shape[0]
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (
+        (x - mean) * uniform(*contrast, n, gen).view(n, 1, 1, 1) + mean + uniform(*brightness, n, gen).view(n, 1, 1, 1)
+    )
+
+
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random affine (rotate, scale, shift), flip, brightness/contrast and erasing, on a whole batch.
 
@@ -81,21 +112,17 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """
     n = x.shape[0]
 
-    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return torch.rand(*(shape or (n,)), generator=gen) * (hi - lo) + lo
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return uniform(lo, hi, n, gen)
 
     ang = u(-15, 15) * math.pi / 180
     scale = u(0.85, 1.15)
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
-    theta = torch.stack(
-        [torch.stack([cos * flip, -sin, u(-0.12, 0.12)], 1), torch.stack([sin * flip, cos, u(-0.12, 0.12)], 1)], 1
-    )
+    theta = similarity_theta(torch.cos(ang) / scale, torch.sin(ang) / scale, flip, u(-0.12, 0.12), u(-0.12, 0.12))
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
     x, aux = x[:, :1], x[:, 1:]
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * u(0.7, 1.3).view(n, 1, 1, 1) + mean + u(-0.15, 0.15).view(n, 1, 1, 1)
+    x = contrast_brightness(x, gen, (0.7, 1.3), (-0.15, 0.15))
     # random erasing: one box of up to a quarter of the face on half the batch
     h, w = x.shape[-2:]
     bh, bw = (u(0.1, 0.5) * h).long(), (u(0.1, 0.5) * w).long()
@@ -109,11 +136,15 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: FaceSet, batch: int = 512) -> float:
+def tensor_accuracy(model: nn.Module, x: torch.Tensor, labels: np.ndarray, batch: int = 512) -> float:
+    """Share of inputs x (model-ready) whose top class is the label, in eval mode, `batch` at a time."""
     model.eval()
-    x = gray_faces_to_tensor(data.images)
     pred = torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
-    return float((pred.numpy() == data.labels).mean())
+    return float((pred.numpy() == labels).mean())
+
+
+def accuracy(model: nn.Module, data: FaceSet, batch: int = 512) -> float:
+    return tensor_accuracy(model, gray_faces_to_tensor(data.images), data.labels, batch)
 
 
 # (model, augmented clean batch, soft labels, augmented aux channels or None) -> the batch to train on
@@ -213,6 +244,85 @@ def train_step(
     return loss
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # (channels_last inputs, soft targets, aux or None)
+Score = float | dict[str, float]  # a validation: one accuracy, or one per validation set
+
+
+class BatchSource(Protocol):
+    """Where `fit` takes its batches: an epoch at a time, every random draw from the run's generator."""
+
+    @property
+    def steps(self) -> int:
+        """Batches per epoch (the one-cycle schedule is laid out over epochs x steps)."""
+        ...
+
+    def epoch(self, gen: torch.Generator) -> Iterator[Batch]:
+        """The epoch's batches, drawn lazily: batch i is made just before update i, as the seed fixes them."""
+        ...
+
+    def norm_batches(self, gen: torch.Generator) -> Iterable[torch.Tensor]:
+        """Inputs to re-estimate batch-norm statistics on, for a weight average (`averaged_on`)."""
+        ...
+
+
+class LoopConfig(Protocol):
+    """The fields of a run's config that `fit` reads (`TrainConfig`, `photo_training.PhotoConfig`)."""
+
+    epochs: int
+    lr: float
+    weight_decay: float
+    seed: int
+    threads: int
+
+
+def chunks(x: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
+    """x in order, `batch` at a time, channels_last (oneDNN's fast conv layout: ~1.3x a CPU epoch)."""
+    return (x[i : i + batch].contiguous(memory_format=torch.channels_last) for i in range(0, len(x), batch))
+
+
+@dataclass
+class FaceBatches:
+    """The FER+ recipe's batches: every training face once an epoch in a seeded order, `augment`ed.
+
+    aux: (N, C, H, W) float channels per face (attention masks) that follow their face through
+    the augmentation and go to the adversary with it.
+    """
+
+    x: torch.Tensor  # (N, 1, 48, 48) in [0, 1]
+    y: torch.Tensor  # (N, n_classes) training targets
+    batch_size: int
+    aux: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, faces: FaceSet, batch_size: int, soft: bool, aux: torch.Tensor | None = None) -> FaceBatches:
+        return cls(gray_faces_to_tensor(faces.images), training_targets(faces, soft), batch_size, aux)
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def epoch(self, gen: torch.Generator) -> Iterator[Batch]:
+        perm = torch.randperm(len(self.x), generator=gen)
+        for i in range(self.steps):
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            xb = self.x[idx] if self.aux is None else torch.cat([self.x[idx], self.aux[idx]], 1)
+            xb = augment(xb, gen)
+            aux = None if self.aux is None else xb[:, 1:]
+            yield xb[:, :1].contiguous(memory_format=torch.channels_last), self.y[idx], aux
+
+    def norm_batches(self, gen: torch.Generator) -> Iterator[torch.Tensor]:
+        """The clean training faces: an average's statistics are those of the data, not of its augmentation."""
+        return chunks(self.x, self.batch_size)
+
+
+def start_net(cfg: TrainConfig) -> FaceNet:
+    """The gray net `cfg` names, with the weights of `cfg.extra["init"]` when it fine-tunes."""
+    model = FaceNet(cfg.arch, width=cfg.width)
+    if cfg.extra.get("init"):
+        model.load_state_dict(load_checkpoint(cfg.extra["init"], "recognizer weights file")["state_dict"])
+    return model
+
+
 def train(
     cfg: TrainConfig,
     train_set: FaceSet,
@@ -224,61 +334,123 @@ def train(
     aux: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FaceNet:
-    """Train and write `out` (weights + meta); resumes from `out`.ckpt if it exists.
+    """The FER+ recipe through `fit`: write `out` (weights + meta); resumes from `out`.ckpt if it exists.
 
     aux: (N, C, H, W) float channels per training face, augmented with it and handed to the adversary.
     progress: called after every batch with (batches done, batches in all epochs).
     """
+    data = FaceBatches.of(train_set, cfg.batch_size, cfg.soft_labels, aux)
+    return fit(
+        cfg,
+        lambda: start_net(cfg),
+        data,
+        lambda model: accuracy(model, valid_set),
+        out,
+        adversary=adversary,
+        objective=objective,
+        swa=bool(cfg.extra.get("swa")),
+        log=log,
+        progress=progress,
+    )
+
+
+def fit(
+    cfg: LoopConfig,
+    build: Callable[[], FaceNet],
+    data: BatchSource,
+    validate: Callable[[FaceNet], Score],
+    out: Path,
+    *,
+    adversary: Adversary | None = None,
+    objective: Objective = standard_objective,
+    pct_start: float = 0.2,
+    swa: bool = False,
+    log: Callable[[str], None] = print,
+    log_every: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    size: int = 48,
+    margin: float | None = None,
+) -> FaceNet:
+    """The one training loop: write `out` (weights + .json), `out`.ckpt after every epoch, resumed if it exists.
+
+    SGD (Nesterov) on a one-cycle rate with warm-up share `pct_start`, or with `swa` a constant rate
+    and the average of the per-epoch weights. `build` runs after seeding, so the seed fixes the
+    initial weights too. log_every: a line every that many batches; size, margin: as `save_weights`.
+    """
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = FaceNet(cfg.arch, width=cfg.width)
-    if cfg.extra.get("init"):
-        model.load_state_dict(load_checkpoint(cfg.extra["init"], "recognizer weights file")["state_dict"])
-    model = model.to(memory_format=torch.channels_last)  # oneDNN's fast conv layout: ~1.3x a CPU epoch
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    steps = math.ceil(len(train_set) / cfg.batch_size)
-    avg = torch.optim.swa_utils.AveragedModel(model) if cfg.extra.get("swa") else None
-    sched = (
-        torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.2)
-        if avg is None
-        else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    )
+    run = new_run(cfg, build().to(memory_format=torch.channels_last), gen, data.steps, pct_start, swa)
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt, start, history, elapsed = out.with_suffix(".ckpt"), 0, [], 0.0
-    run = RunState(model, opt, sched, gen, avg)
     if ckpt.exists():
         start, history, elapsed = resume_training(ckpt, asdict(cfg), run)
         log(f"resumed from {ckpt} at epoch {start}")
-    x_all = gray_faces_to_tensor(train_set.images)
-    y_soft = training_targets(train_set, cfg.soft_labels)
+    hooks = (adversary, objective)
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
-        model.train()
-        perm = torch.randperm(len(x_all), generator=gen)
-        total = 0.0
-        for i in range(steps):
-            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb, yb = x_all[idx], y_soft[idx]
-            xb = augment(xb if aux is None else torch.cat([xb, aux[idx]], 1), gen)
-            xb, ab = xb[:, :1].contiguous(memory_format=torch.channels_last), (None if aux is None else xb[:, 1:])
-            loss = train_step(model, opt, xb, yb, ab, adversary, objective)
-            sched.step()
-            total += loss.item()
-            if progress is not None:
-                progress(epoch * steps + i + 1, cfg.epochs * steps)
+        loss = run_epoch(run, data, hooks, epoch, cfg.epochs, progress, _step_log(log, log_every, epoch, t0))
         elapsed += time.time() - t0
-        if avg is not None:
-            avg.update_parameters(model)
-        acc = accuracy(model, valid_set)
-        history.append({"epoch": epoch + 1, "loss": total / steps, "valid_acc": acc, "seconds": elapsed})
-        log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.4f} valid {acc:.4f} ({elapsed:.0f}s)")
+        if run.avg is not None:
+            run.avg.update_parameters(run.model)
+        score = validate(run.model)
+        history.append({"epoch": epoch + 1, "loss": loss, "valid_acc": score, "seconds": elapsed})
+        log(f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f} valid {_score_text(score)} ({elapsed:.0f}s)")
         save_training(ckpt, asdict(cfg), run, epoch + 1, history, elapsed)
-    if avg is not None:
-        model = averaged(avg, x_all, cfg.batch_size)
-        log(f"weight average of {cfg.epochs} epochs: valid {accuracy(model, valid_set):.4f}")
-    save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed})
+    model = run.model
+    if run.avg is not None:
+        model = averaged_on(run.avg, data.norm_batches(gen))
+        log(f"weight average of {cfg.epochs} epochs: valid {_score_text(validate(model))}")
+    save_weights(model, out, {"config": asdict(cfg), "history": history, "train_seconds": elapsed}, size, margin)
     return model
+
+
+def new_run(cfg: LoopConfig, model: FaceNet, gen: torch.Generator, steps: int, pct_start: float, swa: bool) -> RunState:
+    """The optimiser, rate schedule and (with swa) weight average of a run of `cfg.epochs` x `steps` batches."""
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    avg = torch.optim.swa_utils.AveragedModel(model) if swa else None
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=pct_start)
+        if avg is None
+        else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    )
+    return RunState(model, opt, sched, gen, avg)
+
+
+def run_epoch(
+    run: RunState,
+    data: BatchSource,
+    hooks: tuple[Adversary | None, Objective],
+    epoch: int,
+    epochs: int,
+    progress: Callable[[int, int], None] | None,
+    step_log: Callable[[int, int, float], None],
+) -> float:
+    """One pass over the source's epoch: an update and a rate step per batch; the mean loss."""
+    run.model.train()
+    steps, total = data.steps, 0.0
+    for i, (xb, yb, ab) in enumerate(data.epoch(run.gen)):
+        loss = train_step(run.model, run.opt, xb, yb, ab, *hooks)
+        run.sched.step()
+        total += loss.item()
+        if progress is not None:
+            progress(epoch * steps + i + 1, epochs * steps)
+        step_log(i + 1, steps, total)
+    return total / steps
+
+
+def _step_log(log: Callable[[str], None], every: int, epoch: int, t0: float) -> Callable[[int, int, float], None]:
+    """A line every `every` batches (none if 0): the epoch's mean loss so far and its seconds."""
+
+    def step_log(done: int, steps: int, total: float) -> None:
+        if every and done % every == 0:
+            log(f"  epoch {epoch + 1} step {done}/{steps} loss {total / done:.4f} ({time.time() - t0:.0f}s)")
+
+    return step_log
+
+
+def _score_text(score: Score) -> str:
+    return f"{score:.4f}" if isinstance(score, float) else str(score)
 
 
 def weight_average(weights: list[Path], make: Callable[[], FaceNet]) -> torch.optim.swa_utils.AveragedModel:
@@ -291,14 +463,18 @@ def weight_average(weights: list[Path], make: Callable[[], FaceNet]) -> torch.op
     return avg
 
 
-def averaged(avg: torch.optim.swa_utils.AveragedModel, x: torch.Tensor, batch: int) -> FaceNet:
-    """The averaged net with batch-norm statistics recomputed on the (clean) training faces.
+def averaged_on(avg: torch.optim.swa_utils.AveragedModel, batches: Iterable[torch.Tensor]) -> FaceNet:
+    """The averaged net with batch-norm statistics recomputed on `batches` (one cumulative pass).
 
     Running statistics are not averaged by `AveragedModel`; the averaged weights need their own.
     """
-    batches = (x[i : i + batch].contiguous(memory_format=torch.channels_last) for i in range(0, len(x), batch))
     torch.optim.swa_utils.update_bn(batches, avg)
     return avg.module
+
+
+def averaged(avg: torch.optim.swa_utils.AveragedModel, x: torch.Tensor, batch: int) -> FaceNet:
+    """`averaged_on` the (clean) training faces x, `batch` at a time."""
+    return averaged_on(avg, chunks(x, batch))
 
 
 Schedule = torch.optim.lr_scheduler.LRScheduler
@@ -357,6 +533,16 @@ def record_run(out: Path, model: FaceNet, valid_set: FaceSet, test_set: FaceSet 
     meta.update(valid_acc=accuracy(model, valid_set), **extra)
     write_text_atomic(path, json.dumps(meta, indent=2))
     return meta
+
+
+def script_record(t0: float, data: str, train_set: FaceSet) -> dict:
+    """What a training script adds to `record_run`: wall time since t0, the data, the exact faces, its command."""
+    return {
+        "wall_seconds": time.time() - t0,
+        "data": data,
+        "training_data": training_data("train", train_set.names),
+        "command": " ".join(["python", *sys.argv]),
+    }
 
 
 def save_weights(model: FaceNet, out: Path, meta: dict, size: int = 48, margin: float | None = None) -> None:
