@@ -29,3 +29,17 @@ def test_the_bar_names_the_item_under_way():
         assert task.description == "cloaking photo 3/10: \\[b]c.jpg" and task.completed == 2  # markup escaped
         bar(10)
         assert task.finished
+
+
+def test_time_left_shows_for_items_slower_than_rich_keeps_steps():
+    """Two photos of three done in 200 s: 100 s left, though rich's own estimate forgets steps after 30 s."""
+    from rich.progress import Progress
+
+    from emocloak.cli.common import TimeLeft
+
+    now = [100.0]
+    progress = Progress(TimeLeft(), get_time=lambda: now[0])
+    task = progress.add_task("cloaking photo", total=3)
+    now[0] = 300.0
+    progress.update(task, completed=2)
+    assert TimeLeft().render(progress.tasks[0]).plain == "0:01:40"
