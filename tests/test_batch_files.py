@@ -59,6 +59,10 @@ def test_outputs_mirror_the_tree_and_inputs_are_untouched(library, tmp_path, cli
     assert "notes.jpg" in r.stderr and "3 cloaked, 2 skipped, 0 failed" in r.stderr
     side = json.loads((tmp_path / "out" / "2023" / "me.jpg.json").read_text())
     assert side["input"] == str(library / "2023" / "me.jpg")
+    # the honest estimate: shipped readers the universal pattern was not learnt on, after JPEG 75
+    held = side["held_out"]
+    assert held["readers"] and "cnn-w24" not in held["readers"] and held["channel"] == "jpeg:75"
+    assert f"me.jpg: {held['summary']} (JPEG-75 re-save)" in r.stdout
 
 
 def test_gif_becomes_png_and_never_replaces_an_existing_file(tmp_path, cli):

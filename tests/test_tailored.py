@@ -132,6 +132,9 @@ def test_saved_file_is_what_the_sidecar_judged(tmp_path, astronaut, one_thread):
             face["readings"]["after_saved"][name]["emotion"] != face["readings"]["before"][name]["emotion"]
         )
     assert sidecar["success_saved"] == all(v is not False for v in face["fooled"].values())
+    held = sidecar["held_out"]  # read by recognizers that took no part in the cloak
+    assert not {"cnn", "fer"} & set(held["readers"]) and len(held["faces"]) == len(sidecar["faces"])
+    assert set(held["faces"][0]["changed"]) == set(held["readers"])
     assert 0.9 < face["ssim_face"] <= 1 and info["ssim"] > 0.9
 
 

@@ -205,6 +205,7 @@ def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool
     for src, dst, info in done:
         if info["method"] == "tailored":
             out.print(_tailored_line(src, dst, info), highlight=False, soft_wrap=True)
+            _warn_if_weak(src, info)
             continue
         first = info["recognizers"][0]  # a .pt path's recognizer is named by the file's stem
         before, after = info["before"][first]["emotion"], (info["after_saved"][first] or {}).get("emotion")
@@ -215,6 +216,9 @@ def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool
             highlight=False,
             soft_wrap=True,
         )
+        if est := info.get("held_out"):
+            out.print(f"  {src.name}: {est['summary']} (JPEG-75 re-save)", highlight=False, soft_wrap=True)
+        _warn_if_weak(src, info)
         if blind := info.get("ensemble_no_face"):
             note(f"note: {src.name}: {', '.join(blind)} found no face; cloaked against the other recognizers")
     missed = sum(not info["success_saved"] for _, _, info in done)
@@ -238,13 +242,25 @@ def _strength(name: str) -> str:
     return name
 
 
+def _warn_if_weak(src: Path, info: dict) -> None:
+    """The held-out estimate's warning, where fewer than half the readers the cloak never used changed."""
+    if (est := info.get("held_out")) and est["warning"]:
+        note(f"warning: {src.name}: {est['warning']}")
+
+
 def _tailored_line(src: Path, dst: Path, info: dict) -> str:
-    """One line per photo: per face, how many recognizers were fooled in the saved file."""
+    """One line per photo: per face, how many recognizers were fooled in the saved file, and the estimate.
+
+    The estimate counts held-out readers (shipped recognizers the cloak did not use) that change their
+    reading after a JPEG-75 re-save: the honest guess at a platform's recognizer.
+    """
     faces = info["faces"]
+    held = (info.get("held_out") or {}).get("faces") or [None] * len(faces)
     parts = []
-    for i, f in enumerate(faces, 1):
+    for i, (f, h) in enumerate(zip(faces, held, strict=True), 1):
         read = [ok for ok in f["fooled"].values() if ok is not None]  # None: it read nothing there before
-        parts.append(f"face {i}: {sum(read)}/{len(read)} fooled")
+        estimate = f", protected against {h['n_changed']} of {h['n_readers']} held-out readers" if h else ""
+        parts.append(f"face {i}: {sum(read)}/{len(read)} fooled{estimate}")
     mark = "fooled" if info["success_saved"] else "NOT all fooled"
     return (
         f"{src.name} -> {dst}: {'; '.join(parts) or 'no face found'} ({mark}), SSIM {info['ssim']:.3f}, "
