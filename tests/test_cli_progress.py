@@ -35,7 +35,7 @@ def test_time_left_shows_for_items_slower_than_rich_keeps_steps():
     """Two photos of three done in 200 s: 100 s left, though rich's own estimate forgets steps after 30 s."""
     from rich.progress import Progress
 
-    from emocloak.cli.common import TimeLeft
+    from emocloak.progress import TimeLeft
 
     now = [100.0]
     progress = Progress(TimeLeft(), get_time=lambda: now[0])

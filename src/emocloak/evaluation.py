@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rich.progress import Progress
 
 from emocloak.attacks import Attack
 from emocloak.attacks.base import predictions
@@ -24,6 +23,7 @@ from emocloak.labels import LABELS
 from emocloak.metrics.classification import confusion
 from emocloak.metrics.perceptual import image_distances
 from emocloak.metrics.robustness import describe, success, summarise
+from emocloak.progress import bar as progress_bar
 from emocloak.recognizers.base import Recognizer
 from emocloak.recognizers.registry import load_recognizer
 
@@ -159,7 +159,7 @@ def evaluate(
     )
     parts: dict[int, tuple[list[dict], list[np.ndarray]]] = {}
     done = 0
-    with Progress(disable=progress is not True, transient=True) as bar:
+    with progress_bar(disable=progress is not True) as bar:
         task = bar.add_task(f"{attack.name} on {_load(rec).name}", total=len(samples.images))
         for i, part in imap(evaluate_chunk, jobs, workers, ray_address, threads):
             if why := lost(part):

@@ -13,19 +13,11 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    Progress,
-    Task,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich.progress import Progress, TaskID
 
 import emocloak
 from emocloak.errors import EmocloakError
+from emocloak.progress import bar
 
 out = Console()
 err = Console(stderr=True)
@@ -82,27 +74,13 @@ class Bar:
         self._progress.console.print(message, highlight=False)
 
 
-class TimeLeft(TimeRemainingColumn):
-    """Time left at the average pace since the start.
-
-    rich's own estimate only keeps steps of the last 30 s, so it never shows for photos that take minutes.
-    """
-
-    def render(self, task: Task) -> Text:
-        if not (task.total and task.completed and task.elapsed):
-            return super().render(task)
-        minutes, seconds = divmod(int(task.elapsed / task.completed * (task.total - task.completed)), 60)
-        return Text(f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}", style="progress.remaining")
-
-
 @contextmanager
 def progress_bar(what: str, total: int | None = None) -> Iterator[Bar]:
     """A transient bar on stderr for a long step, so --json output on stdout stays clean.
 
     rich draws nothing where stderr is not a terminal (pipes, logs, tests).
     """
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeLeft())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with bar(console=err) as progress:
         yield Bar(progress, progress.add_task(escape(what), total=total), escape(what))
 
 

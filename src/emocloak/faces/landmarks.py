@@ -97,9 +97,11 @@ def dataset_landmarks(images: np.ndarray, key: str) -> np.ndarray:
         cached = np.load(path)
         if len(cached) == len(images):
             return cached
-    from rich.progress import track
+    from emocloak.progress import bar
 
-    chunks = [crop_landmarks(images[i : i + 512]) for i in track(range(0, len(images), 512), description="landmarks")]
+    with bar() as progress:
+        starts = progress.track(range(0, len(images), 512), description="dlib landmarks of the faces (cached)")
+        chunks = [crop_landmarks(images[i : i + 512]) for i in starts]
     pts = np.concatenate(chunks) if chunks else np.zeros((0, 68, 2), np.float32)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, pts)

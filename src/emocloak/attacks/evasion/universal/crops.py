@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from emocloak.attacks.evasion.universal.apply import resize_delta
 from emocloak.data.datasets import PhotoSet
 from emocloak.data.ferplus import FaceSet
 from emocloak.data.images import load_rgb
 from emocloak.errors import ImageError, NoFaceError
+from emocloak.progress import bar as progress_bar
 from emocloak.recognizers.base import Recognizer, to_tensor
 
 DEFAULT_SIZE = 64
@@ -37,7 +37,7 @@ def face_crops(
     if limit is not None and limit < len(data):
         idx = np.sort(np.random.default_rng(seed).choice(len(data), limit, replace=False))
     out = []
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(disable=not progress) as bar:
         for i in bar.track(idx, description="face crops"):
             if isinstance(data, FaceSet):
                 out.append(_resize_crop(data.images[i], size))

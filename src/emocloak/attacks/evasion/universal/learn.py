@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim
-from rich.progress import Progress
 
 from emocloak.attacks.base import require_gradient
 from emocloak.attacks.budget import Budget
@@ -21,6 +20,7 @@ from emocloak.attacks.evasion.universal.perturbation import MAX_EPS, UniversalPe
 from emocloak.errors import DatasetError
 from emocloak.labels import LABELS, label_index
 from emocloak.metrics.robustness import success
+from emocloak.progress import bar as progress_bar
 from emocloak.recognizers.base import Recognizer
 
 MIN_CENTROID = 16  # fewer training crops read as the target than this: use the probability-weighted centroid
@@ -148,7 +148,7 @@ def learn_universal(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     order, pos = torch.randperm(len(crops), generator=gen), 0
     t0 = time.perf_counter()
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(disable=not progress) as bar:
         name = f"universal {'untargeted' if tgt is None else LABELS[tgt]}"
         task = bar.add_task(name, total=steps)
         for _ in range(steps):
