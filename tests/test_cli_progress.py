@@ -27,6 +27,8 @@ def test_the_bar_names_the_item_under_way():
         bar.at(2, "[b]c.jpg")
         task = bar._progress.tasks[0]
         assert task.description == "cloaking photo 3/10: \\[b]c.jpg" and task.completed == 2  # markup escaped
+        bar.within("cloaking face 1 of 2", 0.25)  # a long photo moves the bar as its cloak steps
+        assert task.completed == 2.25 and task.description.endswith("c.jpg (cloaking face 1 of 2)")
         bar(10)
         assert task.finished
 

@@ -58,6 +58,7 @@ class Bar:
 
     def __init__(self, progress: Progress, task: TaskID, what: str) -> None:
         self._progress, self._task, self._what = progress, task, what
+        self._index, self._item = 0, what  # the item under way, as `at` last named it
 
     def __call__(self, done: int, total: int | None = None) -> None:
         """`done` of `total` finished: the `progress=` callback the API's long loops take."""
@@ -67,7 +68,12 @@ class Bar:
         """Item `index` (from 0) is under way: "cloaking photo 3/10: name"; the bar shows those before it as done."""
         total = self._progress.tasks[self._task].total
         count = f" {index + 1}/{int(total)}" if total else ""
-        self._progress.update(self._task, completed=index, description=f"{self._what}{count}: {escape(name)}")
+        self._index, self._item = index, f"{self._what}{count}: {escape(name)}"
+        self._progress.update(self._task, completed=index, description=self._item)
+
+    def within(self, stage: str, share: float) -> None:
+        """The item under way is `share` done and at `stage` ("cloaking face 1 of 2"): a long item moves the bar."""
+        self._progress.update(self._task, completed=self._index + share, description=f"{self._item} ({escape(stage)})")
 
     def log(self, message: str) -> None:
         """A line above the bar (the bar is redrawn under it)."""

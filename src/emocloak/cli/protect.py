@@ -176,8 +176,10 @@ def _cloak_all(
     done, skips, fails = [], 0, 0
     ray = on_ray(workers, ray_address)
     where = (f"s on {workers} Ray workers" if workers > 1 else "s on the Ray cluster") if ray else ""
-    results = protect_batch(plan, manifest, key, keep_metadata, options, workers, ray_address, threads)
     with progress_bar("cloaking photo" + where, len(plan)) as bar:
+        if not ray and options["method"] == "tailored":  # here, in this process: the cloak's own steps move the bar
+            options = {**options, "progress": bar.within}
+        results = protect_batch(plan, manifest, key, keep_metadata, options, workers, ray_address, threads)
         _under_way(bar, plan, 0, ray)
         for k, (i, res) in enumerate(results, 1):
             if res.status == "done":
