@@ -1,6 +1,6 @@
 import numpy as np
 
-from emocloak.faces.detect import Box, crop, detect_faces, square_box
+from emocloak.faces.detect import Box, confirmed, crop, detect_faces, downscaled, square_box
 from emocloak.faces.landmarks import REGIONS, landmarks
 
 
@@ -27,6 +27,22 @@ def test_large_photo_is_searched_downscaled(astronaut):
     big = np.kron(astronaut, np.ones((6, 6, 1), np.uint8))  # 3072x3072
     faces = detect_faces(big)
     assert len(faces) == 1 and 900 < faces[0].left < 1300
+
+
+def test_downscaled_copy_only_of_large_photos():
+    small = np.zeros((300, 200, 3), np.uint8)
+    assert downscaled(small, 640) == (small, 1.0)
+    copy, scale = downscaled(np.zeros((3000, 4000), np.uint8), 1600)
+    assert copy.shape == (1200, 1600) and scale == 0.4
+
+
+def test_a_real_face_is_confirmed_at_any_size_and_texture_is_not(astronaut):
+    (face,) = detect_faces(astronaut)
+    assert confirmed(astronaut, face)
+    big = np.kron(astronaut, np.ones((6, 6, 1), np.uint8))
+    assert confirmed(big, face.scaled(6))
+    assert not confirmed(astronaut, Box(135, 345, 210, 420))  # the mission patch
+    assert not confirmed(np.full((400, 400, 3), 128, np.uint8), Box(100, 100, 300, 300))
 
 
 def test_square_box_and_edge_padded_crop():

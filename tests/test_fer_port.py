@@ -13,7 +13,9 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from emocloak.faces.detect import confirmed, iou
 from emocloak.labels import LABELS, label_index
+from emocloak.recognizers import fer_port
 from emocloak.recognizers.fer_port import (
     FER_CLASSES,
     MiniXception,
@@ -155,3 +157,34 @@ def test_fer_faces_finds_the_astronaut() -> None:
     b, c = faces[0].box, faces[0].crop_box
     assert c.left <= b.left and c.top <= b.top and c.right >= b.right and c.bottom >= b.bottom
     assert c.width == c.height == max(b.width, b.height) + 20  # fer's tosquare + 10 px offsets
+
+
+def _upscaled_astronaut(side: int) -> np.ndarray:
+    from PIL import Image
+    from skimage.data import astronaut
+
+    return np.asarray(Image.fromarray(astronaut()).resize((side, side), Image.BICUBIC))
+
+
+def test_large_photo_is_searched_downscaled_and_boxes_map_back() -> None:
+    """On a copy of the photo CASCADE_MAX_SIDE long; the box grows by fer's 10 px in the photo's own pixels."""
+    from skimage.data import astronaut
+
+    side = 3 * fer_port.CASCADE_MAX_SIDE // 2
+    (face,) = fer_faces(_upscaled_astronaut(side))
+    (small,) = fer_faces(astronaut())
+    k = side / 512
+    assert iou(face.box, small.box.scaled(k)) > 0.8
+    b, c = face.box, face.crop_box
+    assert c.width == c.height == max(b.width, b.height) + 20 and c.left == b.left - 10
+
+
+def test_false_faces_in_upscaled_texture_are_not_confirmed(monkeypatch) -> None:
+    """fer's own full-frame search finds faces in the upscaled suit and flag; HOG confirms the real one only."""
+    big = _upscaled_astronaut(1800)
+    monkeypatch.setattr(fer_port, "CASCADE_MAX_SIDE", 10**6)  # fer's way: the whole frame, nothing confirmed
+    faithful = fer_faces(big)
+    monkeypatch.undo()
+    (found,) = fer_faces(big)
+    assert len(faithful) > 1
+    assert [confirmed(big, f.box) for f in faithful] == [iou(f.box, found.box) > 0.5 for f in faithful]

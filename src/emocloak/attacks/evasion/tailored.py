@@ -185,14 +185,18 @@ class TailoredCloak(Attack):
             if self._progress is not None:
                 self._progress("finding faces", 0.0)
             regions = face_regions(members, image) if detect else [whole_image_region(members, image)]
+            stages = {"detect": time.perf_counter() - t0, "optimise": 0.0, "write_back": 0.0}
             out, faces = image, []
             for i, region in enumerate(regions):
                 said = partial(self._said, i, len(regions))
                 out, face = self._cloak_face(members, image, out, region, target, gen, said)
                 faces.append(face)
+                for stage, seconds in face["seconds"].items():
+                    stages[stage] += seconds
             adv.append(out)
             queries.append(sum(f["steps"] for f in faces) * self.views * len(members))
-            info.append({"faces": faces, "budget": self._budget.describe(), "seconds": time.perf_counter() - t0})
+            seconds = time.perf_counter() - t0
+            info.append({"faces": faces, "budget": self._budget.describe(), "seconds": seconds, "stages": stages})
         return adv, queries, info
 
     def _cloak_face(
@@ -210,6 +214,7 @@ class TailoredCloak(Attack):
         The patch is built from the original pixels, so where two regions overlap the later face's
         change replaces the earlier one's there, never adds to it (the budget holds everywhere).
         """
+        t0 = time.perf_counter()
         r = region.box
         x0 = to_tensor(crop(original, r))
         k = min(1.0, self.work_face / max(c.width for c in region.crops))
@@ -232,9 +237,11 @@ class TailoredCloak(Attack):
             if steps % self.check_every == 0 and self._fooled(members, x + delta, boxes, before, target):
                 break
         said(self.steps)
+        t1 = time.perf_counter()
         full = resize(delta, r.height, r.width) if k < 1 else delta
         patch = to_uint8((x0 + full).clamp(0, 1))
         out = paste(current, r, patch)
+        seconds = {"optimise": round(t1 - t0, 3), "write_back": round(time.perf_counter() - t1, 3)}
         record = {
             "region": r.as_list(),
             "seen_by": list(region.seen_by),
@@ -242,6 +249,7 @@ class TailoredCloak(Attack):
             "steps": steps,
             "work_scale": round(k, 4),
             "before": {m.name: LABELS[b] for m, b in zip(members, before, strict=True)},
+            "seconds": seconds,
         }
         return out, record
 
