@@ -16,8 +16,8 @@ read back, then through three channels: as saved, JPEG 75, resize 0.5 + JPEG 75.
 reads the clean image through the same channel. "changed" = reading differs from the clean one;
 "protected" = among images the recognizer read correctly (clean, same channel), the share it no
 longer reads correctly. Quality: SSIM (photo and the dlib face box), SSIMULACRA 2, seconds, peak
-memory. Writes results/<out>.md, .json and tailored_examples.png (TCCE: original | cloaked |
-difference x8).
+memory. Writes results/<out>.md and .json, and runs/<out>_examples.png (TCCE: original | cloaked |
+difference x8; research photos, so kept out of the repository).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from emocloak.metrics.perceptual import ssim, ssimulacra2
 from emocloak.recognizers.registry import available, ensemble
 
 RESULTS = Path(__file__).parent / "results"
+EXAMPLES = Path(__file__).resolve().parents[1] / "runs"  # pictures of research photos: never committed
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CHANNELS = {
     "saved": lambda im: im,
@@ -249,8 +250,8 @@ def main() -> None:
             res = run(name, spec, data, readers, clean_reads)
             print(f"{dname} {name}: {time.perf_counter() - t0:.0f} s", flush=True)
             if dname == "TCCE test" and name == (args.examples or f"tailored:{args.strengths[0]}"):
-                picture = "tailored_examples" if args.out == "tailored_cloak" else f"{args.out}_examples"
-                examples(data, res, RESULTS / f"{picture}.png")
+                EXAMPLES.mkdir(parents=True, exist_ok=True)
+                examples(data, res, EXAMPLES / f"{args.out}_examples.png")
             res.pop("_cloaked")
             all_results[dname].append(res)
             (RESULTS / f"{args.out}.json").write_text(json.dumps(all_results, indent=1))

@@ -2,10 +2,9 @@
 
     python scripts/web_screenshots.py            # writes docs/web_desktop.png and docs/web_phone.png
 
-Desktop (1280 px wide): the first TCCE test photos (held-out performers) labelled disgust and
-happiness, cloaked with the page's default method (the tailored cloak); phone (390 px wide): the
-first one labelled anger, universal cloak. The shipped sample photo stands in where ../shared/data
-is absent.
+Desktop (1280 px wide): the shipped sample photo (public domain) and its mirror image, cloaked
+with the page's default method (the tailored cloak); phone (390 px wide): the sample photo, universal
+cloak. Research photos (TCCE, FER+) never go into a committed picture.
 Needs chromium and chromium-driver (see .ci/run).
 """
 
@@ -20,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import chromium, running_server, tcce_test_photo  # noqa: E402
+from browser import chromium, running_server  # noqa: E402
 
 
 def full_page(driver, out: Path, until: str) -> None:
@@ -57,16 +56,25 @@ def cloak(driver, url: str, photos: list[Path], method: str | None) -> None:
     )
 
 
-def main() -> None:
+def sample_photos(folder: Path) -> list[Path]:
+    """The shipped sample, its mirror image, and the sample again: copies under names the page shows."""
+    from PIL import Image, ImageOps
+
     import emocloak
 
+    with Image.open(emocloak.sample_photo_path()) as im:
+        im.save(folder / "astronaut.jpg", quality=95)
+        ImageOps.mirror(im).save(folder / "astronaut-mirrored.jpg", quality=95)
+    return [folder / "astronaut.jpg", folder / "astronaut-mirrored.jpg", folder / "astronaut.jpg"]
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     ap.add_argument("--method", default=None, help="Desktop shot's method [the page's default]")
     args = ap.parse_args()
-    sample = emocloak.sample_photo_path()
-    photos = [tcce_test_photo(label) or sample for label in ("disgust", "happiness", "anger")]
     with tempfile.TemporaryDirectory() as tmp, running_server("--workers", "1") as (url, _):
+        photos = sample_photos(Path(tmp))
         driver = chromium(Path(tmp), 1280, 900)
         try:
             cloak(driver, url, photos[:2], args.method)

@@ -73,7 +73,7 @@ def summarise(faces: list[dict], readers: Sequence[str], used: Sequence[str]) ->
         warning = (
             f"weakly protected (face {which}): fewer than half the held-out readers changed their reading "
             "after a JPEG-75 re-save; a platform's recognizer may well read this face right. "
-            "Try --strength high, or a targeted cloak."
+            "A stronger cloak helps: the tailored cloak at --strength high, or a --target emotion."
         )
     return {
         "readers": list(readers),

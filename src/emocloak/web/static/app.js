@@ -355,7 +355,7 @@ function heldOut(h, nFaces) {
   const box = el("section", { class: `heldout ${weak ? "weak" : "ok"}`, "data-weak": String(weak) });
   if (weak) {
     const warning = (h.warning || "weakly protected: fewer than half the held-out readers changed their reading on a face")
-      .replace(/--strength (\w+)/g, "strength \u201c$1\u201d"); // the page's own setting, not the command line's
+      .replace(/--strength (\w+)/g, "strength \u201c$1\u201d").replace(/--target /g, "target "); // the page's own settings, not the command line's
     box.append(el("p", { class: "banner", role: "alert" }, el("strong", { text: "Warning: " }), warning));
   }
   box.append(el("p", { class: "summary" }, el("strong", { text: "Honest estimate: " }), h.summary));
