@@ -173,6 +173,12 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _label(setting: str) -> str:
+    """A preset's name with its budget (preset budgets change between releases; CAP/FLOOR do not)."""
+    b = budget(setting)
+    return setting if "/" in setting else f"{setting} ({b.cap * 255:g}/{b.floor:g})"
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -183,7 +189,7 @@ def plot(results: dict, path: Path) -> None:
     ss = list(results["settings"].values())
     q = [s["ssimulacra2_median"] for s in ss]
     for key, mark, name in (("loo", "o-", "left-out member"), ("panel", "s--", "held-out readers")):
-        pts = sorted((x, 100 * s[key], s["setting"]) for x, s in zip(q, ss, strict=True) if key in s)
+        pts = sorted((x, 100 * s[key], _label(s["setting"])) for x, s in zip(q, ss, strict=True) if key in s)
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], mark, label=name)
             for x, y, t in pts:

@@ -40,11 +40,14 @@ from emocloak.faces.detect import Box, crop, iou
 from emocloak.labels import LABELS
 from emocloak.recognizers.base import Recognizer, to_tensor
 
-# The budgets behind --strength; docs/design.md and the benchmark say what each costs and buys.
+# The budgets behind --strength, chosen by leave-one-out after JPEG 75 on TCCE train photos
+# (benchmarks/results/transfer_tuning.md; docs/design.md, "Strength presets by the numbers"):
+# low: SSIMULACRA 2 about 80, a JPEG-75 re-save's cost (the default until 2026-12-06);
+# mid: the most leave-one-out protection at SSIMULACRA 2 >= 70; high: the most at >= 60.
 STRENGTHS: dict[str, Budget] = {
-    "low": Budget(cap=6 / 255, floor=0.1),
-    "mid": Budget(cap=8 / 255, floor=0.15),
-    "high": Budget(cap=12 / 255, floor=0.2),
+    "low": Budget(cap=8 / 255, floor=0.15),
+    "mid": Budget(cap=6 / 255, floor=0.5),
+    "high": Budget(cap=8 / 255, floor=0.5),
 }
 DEFAULT_STRENGTH = "mid"
 CONTEMPT = LABELS.index("contempt")  # rare in training data, and `fer` cannot say it: never a pulling target
