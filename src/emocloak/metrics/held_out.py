@@ -24,6 +24,7 @@ RELATIVES = {
     "cnn-robust": ("cnn-w24", "cnn-faat"),
     "cnn-w24": ("cnn", "cnn-robust", "cnn-faat"),
     "photo-w24": ("photo",),
+    "photo-tight": ("resnet",),  # fine-tuned from resnet's weights, though at another size, crop and in colour
 }
 
 
