@@ -55,6 +55,7 @@ def outputs(folder: Path) -> dict[str, bytes | dict]:
         if p.suffix == ".json":
             side = json.loads(p.read_text())
             side.pop("seconds", None)
+            side.pop("stages", None)  # seconds per stage
             side["output"] = str(Path(side["output"]).relative_to(folder))
             found[rel] = side
         else:

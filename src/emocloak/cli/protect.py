@@ -212,14 +212,13 @@ def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool
         first = info["recognizers"][0]  # a .pt path's recognizer is named by the file's stem
         before, after = info["before"][first]["emotion"], (info["after_saved"][first] or {}).get("emotion")
         mark = "fooled" if info["success_saved"] else "NOT fooled"
+        estimate = f", {est['summary']}" if (est := info.get("held_out")) else ""
         out.print(
-            f"{src.name} -> {dst}: {first} read {before} -> {after} ({mark}), SSIM {info['ssim']:.3f}, "
+            f"{src.name} -> {dst}: {first} read {before} -> {after} ({mark}){estimate}, SSIM {info['ssim']:.3f}, "
             f"{info['seconds']:.1f}s",
             highlight=False,
             soft_wrap=True,
         )
-        if est := info.get("held_out"):
-            out.print(f"  {src.name}: {est['summary']} (JPEG-75 re-save)", highlight=False, soft_wrap=True)
         _warn_if_weak(src, info)
         if blind := info.get("ensemble_no_face"):
             note(f"note: {src.name}: {', '.join(blind)} found no face; cloaked against the other recognizers")
