@@ -230,6 +230,7 @@ def _report_cloaks(done: list[tuple[Path, Path, dict]], method: str, local: bool
         }.get(method, "a larger budget (`universal train --eps`)")
         note(
             f"{missed} photo(s) still read as before"
+            + (" by at least one of the recognizers cloaked against" if method == "tailored" else "")
             + ("; their copies are the most natural edit found. " if method == "filters" else ". ")
             + f"A stronger cloak trades looks for success: {hint}."
         )
