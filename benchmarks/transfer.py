@@ -19,6 +19,7 @@ Per setting and photo:
 * quality of the whole-ensemble cloak (SSIM, SSIMULACRA 2, medians) and its seconds (median, max).
 * the per-photo estimate against leave-one-out: among photos the estimate calls weak and among the
   others, how often the left-out members changed (does the warning mean anything?).
+With --large, each setting also times whole 12 MP files (1 and 3 faces) through `protect_file`.
 Results: results/<out>.md and .json (one entry per setting, kept between runs: a setting already in
 the .json is not recomputed unless --redo), and results/<out>.png (protection vs SSIMULACRA 2).
 """
@@ -29,6 +30,7 @@ import argparse
 import io
 import json
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -99,6 +101,25 @@ def one_photo(image: np.ndarray, setting: str, members: list, readers: list, loo
     return out
 
 
+def seconds_12mp(setting: str, folder: Path) -> dict[str, float]:
+    """Whole-file seconds of `protect_file` (default ensemble, this setting) on the 12 MP photos of
+    benchmarks/protect_large.py, one face and three; models are loaded before the clock."""
+    from protect_large import photo
+
+    from emocloak.protection import protect_file
+    from emocloak.recognizers.base import clear_face_cache
+
+    out = {}
+    for faces in (1, 3):
+        src = photo(folder, faces)
+        clear_face_cache()
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            protect_file(src, Path(tmp), strength=budget(setting), seed=0)
+            out[f"{faces} face{'s' if faces > 1 else ''}"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
 def rate(values: list[bool | None]) -> float:
     counted = [v for v in values if v is not None]
     return float(np.mean(counted)) if counted else float("nan")
@@ -162,6 +183,14 @@ def report(results: dict) -> str:
         loo = ", ".join(f"{n} {pct(v)}" for n, v in s.get("loo_by_reader", {}).items()) or "-"
         panel = ", ".join(f"{n} {pct(v)}" for n, v in s["panel_by_reader"].items())
         lines.append(f"- {s['setting']}: left out {loo}; held out {panel}")
+    timed = [s for s in results["settings"].values() if "seconds_12mp" in s]
+    if timed:
+        how = f"`{results['large_command']}`, " if "large_command" in results else ""
+        what = f"Seconds for a whole 12 MP file ({how}`protect_file`, one thread; photos of `protect_large.py`):"
+        lines += ["", what, ""]
+        lines += [
+            f"- {s['setting']}: " + ", ".join(f"{k} {v:.1f} s" for k, v in s["seconds_12mp"].items()) for s in timed
+        ]
     lines += ["", "The per-photo estimate against leave-one-out (share of left-out members that changed):", ""]
     for s in results["settings"].values():
         if "loo_when_weak" in s:
@@ -204,6 +233,12 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def save(results: dict, path: Path, out: str) -> None:
+    path.write_text(json.dumps(results, indent=1))
+    (RESULTS / f"{out}.md").write_text(report(results))
+    plot(results, RESULTS / f"{out}.png")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=["train", "test"], default="test")
@@ -212,6 +247,7 @@ def main() -> None:
     ap.add_argument("--readers", nargs="*", default=[], help="more held-out readers: NAME=PATH of a .pt file")
     ap.add_argument("--no-loo", action="store_true", help="held-out readers only (one cloak a photo)")
     ap.add_argument("--redo", action="store_true", help="recompute settings already in the results file")
+    ap.add_argument("--large", action="store_true", help="also time whole 12 MP files per setting (1 and 3 faces)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="transfer")
     a = ap.parse_args()
@@ -222,20 +258,28 @@ def main() -> None:
     names, images = photos(a.split, a.photos, a.seed)
     path = RESULTS / f"{a.out}.json"
     results = json.loads(path.read_text()) if path.exists() else {"settings": {}, "rows": {}}
-    results.update(split=a.split, readers=[r.name for r in readers], photos=names)
+    results.update(split=a.split, photos=names)
+    results.setdefault("readers", [r.name for r in readers])  # as the cached settings were read (per reader: below)
     cmd = "python benchmarks/transfer.py " + " ".join(sys.argv[1:])
+    if a.large:
+        results["large_command"] = cmd
     for setting in a.settings:
         if setting in results["settings"] and not a.redo:
+            if a.large and "seconds_12mp" not in results["settings"][setting]:
+                with tempfile.TemporaryDirectory() as tmp:
+                    results["settings"][setting]["seconds_12mp"] = seconds_12mp(setting, Path(tmp))
+                save(results, path, a.out)
             continue
         rows = []
         for i, im in enumerate(images):
             rows.append(one_photo(im, setting, members, readers, not a.no_loo))
             print(f"{setting}: photo {i + 1}/{len(images)} ({rows[-1]['seconds']:.1f} s)", flush=True)
         results["settings"][setting] = {**summarise(rows, setting), "command": cmd}
+        if a.large:
+            with tempfile.TemporaryDirectory() as tmp:
+                results["settings"][setting]["seconds_12mp"] = seconds_12mp(setting, Path(tmp))
         results["rows"][setting] = rows
-        path.write_text(json.dumps(results, indent=1))
-        (RESULTS / f"{a.out}.md").write_text(report(results))
-        plot(results, RESULTS / f"{a.out}.png")
+        save(results, path, a.out)
         print(json.dumps(results["settings"][setting]), flush=True)
 
 
