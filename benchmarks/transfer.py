@@ -166,7 +166,8 @@ def report(results: dict) -> str:
         "",
         __doc__.split("\n\n", 2)[2].strip(),
         "",
-        f"Default ensemble: {', '.join(ensemble())}. Held-out readers: {', '.join(results['readers'])}.",
+        f"Ensemble: {', '.join(results.get('members', ensemble()))}. "
+        f"Held-out readers: {', '.join(results['readers'])}.",
         "",
         "| setting | budget | photos | LOO changed (JPEG 75) | held-out readers changed | SSIM | SSIMULACRA 2 "
         "| s/photo median (max) |",
@@ -233,6 +234,12 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _load(spec: str):
+    """A shipped recognizer by name, or NAME=PATH of a weights file not (yet) shipped."""
+    name, _, path = spec.partition("=")
+    return load_facenet(path, name) if path else emocloak.load_recognizer(name)
+
+
 def save(results: dict, path: Path, out: str) -> None:
     path.write_text(json.dumps(results, indent=1))
     (RESULTS / f"{out}.md").write_text(report(results))
@@ -245,6 +252,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=244)
     ap.add_argument("--settings", nargs="+", default=["low", "mid", "high"])
     ap.add_argument("--readers", nargs="*", default=[], help="more held-out readers: NAME=PATH of a .pt file")
+    ap.add_argument("--members", nargs="*", help="the ensemble: names or NAME=PATH (default: the shipped one)")
     ap.add_argument("--no-loo", action="store_true", help="held-out readers only (one cloak a photo)")
     ap.add_argument("--redo", action="store_true", help="recompute settings already in the results file")
     ap.add_argument("--large", action="store_true", help="also time whole 12 MP files per setting (1 and 3 faces)")
@@ -252,13 +260,14 @@ def main() -> None:
     ap.add_argument("--out", default="transfer")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    members = [emocloak.load_recognizer(n) for n in ensemble()]
-    readers = [emocloak.load_recognizer(n) for n in held_out.held_out_readers(ensemble())]
-    readers += [load_facenet(path, name) for name, _, path in (r.partition("=") for r in a.readers)]
+    members = [_load(m) for m in a.members or ensemble()]
+    used = [m.name for m in members]
+    readers = [emocloak.load_recognizer(n) for n in held_out.held_out_readers(used)] + [_load(r) for r in a.readers]
     names, images = photos(a.split, a.photos, a.seed)
     path = RESULTS / f"{a.out}.json"
     results = json.loads(path.read_text()) if path.exists() else {"settings": {}, "rows": {}}
     results.update(split=a.split, photos=names)
+    results.setdefault("members", used)
     results.setdefault("readers", [r.name for r in readers])  # as the cached settings were read (per reader: below)
     cmd = "python benchmarks/transfer.py " + " ".join(sys.argv[1:])
     if a.large:
