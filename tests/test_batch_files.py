@@ -169,3 +169,22 @@ def test_long_runs_refuse_their_output_before_starting(tmp_path, cli):
     r = cli("train", "-d", "standard", "--data", tmp_path, "-o", tmp_path / "a_file.pt")
     assert r.returncode == 2 and "exists; pass --overwrite" in r.stderr
     assert (tmp_path / "a_file.pt").read_bytes() == b"weights" and a_file.read_text() == "x"
+
+
+def test_a_preset_that_now_means_another_budget_is_not_taken_as_finished(tmp_path, cli, monkeypatch):
+    """The manifest keys a run by the cloak's resolved parameters, not the preset's name alone."""
+    from dataclasses import replace
+
+    from emocloak.attacks.evasion import tailored
+
+    src = tmp_path / "in" / "face.png"
+    src.parent.mkdir()
+    Image.open(sample_photo_path()).resize((256, 256)).save(src)
+    first = cli("protect", src, "-o", tmp_path / "out", "--strength", "low")
+    assert first.returncode == 0, first.stderr
+    again = cli("protect", src, "-o", tmp_path / "out", "--strength", "low")
+    assert "resuming: 1 photo(s)" in again.stderr and again.returncode == 0
+    low = tailored.STRENGTHS["low"]
+    monkeypatch.setitem(tailored.STRENGTHS, "low", replace(low, cap=low.cap / 2))  # "low" in another release
+    other = cli("protect", src, "-o", tmp_path / "out", "--strength", "low")
+    assert "resuming" not in other.stderr and other.returncode == 2 and "--overwrite" in other.stderr

@@ -80,14 +80,15 @@ def protect(
 
     check_scale(workers, ray_address)
     names = [model_name(n) for n in transfer_names(recognizer)] if recognizer else None
-    options = _cloak_options(method, names, chain, target, seed, jpeg, perturbation, min_ssim, local, strength)
+    options, params = _cloak_options(method, names, chain, target, seed, jpeg, perturbation, min_ssim, local, strength)
     if not photos and not demo:
         fail("no photos given: name photos or folders to cloak (or pass --demo to try the shipped sample)")
     if out_dir is None and not demo:
         fail("--out/-o is required: the folder for cloaked copies")
     files = input_photos(photos, demo)
     out_dir = out_dir or Path("protected")
-    key = fingerprint({**options, "keep_metadata": keep_metadata})
+    # the cloak's resolved parameters too: a preset's name ("mid") can mean another budget in another release
+    key = fingerprint({**options, "keep_metadata": keep_metadata, "cloak": params})
     plan, refused, finished, manifest = _plan(files, [] if demo else list(photos or []), out_dir, overwrite, key)
     for _, why in refused:
         skipped(why)
@@ -112,8 +113,9 @@ def _cloak_options(
     min_ssim: float,
     local: bool,
     strength: str,
-) -> dict:
-    """`emocloak.protect`'s keyword arguments from the CLI options, checked once before any photo is read."""
+) -> tuple[dict, dict]:
+    """`emocloak.protect`'s keyword arguments from the CLI options, checked once before any photo is read,
+    and the parameters of the cloak they make (its budget, members...), which key the manifest."""
     from emocloak.protection import DEFAULT_METHOD, METHODS, _recognizers, make_cloak
 
     method = method or DEFAULT_METHOD
@@ -134,10 +136,10 @@ def _cloak_options(
     for n in names or []:
         checked_recognizer(n)
     try:  # the cloak's own parameter checks, once, not once per photo
-        make_cloak(method, _recognizers(names, method), chain, seed, jpeg, **dict(extra))
+        params = make_cloak(method, _recognizers(names, method), chain, seed, jpeg, **dict(extra)).params()
     except ValueError as exc:
         fail(str(exc))
-    return dict(method=method, chain=chain, target=target, recognizers=names, seed=seed, jpeg=jpeg, **extra)
+    return dict(method=method, chain=chain, target=target, recognizers=names, seed=seed, jpeg=jpeg, **extra), params
 
 
 def _plan(files: list[Path], roots: list[Path], out_dir: Path, overwrite: bool, key: str):
