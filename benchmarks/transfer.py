@@ -42,6 +42,7 @@ from PIL import Image
 import emocloak
 from emocloak.attacks.budget import Budget
 from emocloak.attacks.evasion.tailored import STRENGTHS, TailoredCloak
+from emocloak.attacks.evasion.universal import UniversalCloak, UniversalPerturbation
 from emocloak.channel import jpeg
 from emocloak.data.datasets import load_manifest
 from emocloak.data.images import load_rgb
@@ -54,7 +55,10 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def budget(setting: str) -> Budget:
-    """A preset's budget, or CAP/FLOOR."""
+    """A preset's budget, CAP/FLOOR, or a universal file's (a flat box where it learnt none)."""
+    if setting.endswith(".pt"):
+        up = UniversalPerturbation.load(setting)
+        return up.budget or replace(STRENGTHS["mid"], cap=up.eps, floor=1.0, taper=0.0)
     if setting in STRENGTHS:
         return STRENGTHS[setting]
     cap, _, floor = setting.partition("/")
@@ -83,11 +87,17 @@ def changed(before: int, after: int) -> bool | None:
     return None if before < 0 else after < 0 or after != before
 
 
-def one_photo(image: np.ndarray, setting: str, members: list, readers: list, loo: bool) -> dict:
-    """Everything one setting measures on one photo."""
+def one_photo(image: np.ndarray, setting: str, members: list, readers: list, loo: bool, options: dict) -> dict:
+    """Everything one setting measures on one photo (options: more TailoredCloak arguments).
+
+    A universal file (.pt) is added to the faces its first recognizer finds, as `protect` adds it.
+    """
     b = budget(setting)
     t0 = time.perf_counter()
-    full = TailoredCloak(members=members[1:], strength=b)(members[0], [image]).images[0]
+    if setting.endswith(".pt"):
+        full = UniversalCloak(UniversalPerturbation.load(setting))(members[0], [image]).images[0]
+    else:
+        full = TailoredCloak(members=members[1:], strength=b, **options)(members[0], [image]).images[0]
     seconds = time.perf_counter() - t0
     clean, seen = jpeg(image, 75), as_posted(full)
     panel = {r.name: changed(label(r, clean), label(r, seen)) for r in readers}
@@ -96,7 +106,7 @@ def one_photo(image: np.ndarray, setting: str, members: list, readers: list, loo
         out["loo"] = {}
         for m in members:
             rest = [o for o in members if o is not m]
-            adv = TailoredCloak(members=rest[1:], strength=b)(rest[0], [image]).images[0]
+            adv = TailoredCloak(members=rest[1:], strength=b, **options)(rest[0], [image]).images[0]
             out["loo"][m.name] = changed(label(m, clean), label(m, as_posted(adv)))
     return out
 
@@ -167,7 +177,8 @@ def report(results: dict) -> str:
         __doc__.split("\n\n", 2)[2].strip(),
         "",
         f"Ensemble: {', '.join(results.get('members', ensemble()))}. "
-        f"Held-out readers: {', '.join(results['readers'])}.",
+        f"Held-out readers: {', '.join(results['readers'])}."
+        + (f" Cloak options: {json.dumps(results['cloak'])}." if results.get("cloak") else ""),
         "",
         "| setting | budget | photos | LOO changed (JPEG 75) | held-out readers changed | SSIM | SSIMULACRA 2 "
         "| s/photo median (max) |",
@@ -206,6 +217,8 @@ def report(results: dict) -> str:
 def _label(setting: str) -> str:
     """A preset's name with its budget (preset budgets change between releases; CAP/FLOOR do not)."""
     b = budget(setting)
+    if setting.endswith(".pt"):
+        return Path(setting).stem
     return setting if "/" in setting else f"{setting} ({b.cap * 255:g}/{b.floor:g})"
 
 
@@ -250,9 +263,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=["train", "test"], default="test")
     ap.add_argument("--photos", type=int, default=244)
-    ap.add_argument("--settings", nargs="+", default=["low", "mid", "high"])
+    ap.add_argument(
+        "--settings",
+        nargs="+",
+        default=["low", "mid", "high"],
+        help="presets, CAP/FLOOR, or universal .pt files (then the ensemble is the files' recognizers, and no LOO)",
+    )
     ap.add_argument("--readers", nargs="*", default=[], help="more held-out readers: NAME=PATH of a .pt file")
     ap.add_argument("--members", nargs="*", help="the ensemble: names or NAME=PATH (default: the shipped one)")
+    ap.add_argument("--cloak", nargs="*", default=[], help="TailoredCloak arguments as KEY=JSON, e.g. balance=true")
     ap.add_argument("--no-loo", action="store_true", help="held-out readers only (one cloak a photo)")
     ap.add_argument("--redo", action="store_true", help="recompute settings already in the results file")
     ap.add_argument("--large", action="store_true", help="also time whole 12 MP files per setting (1 and 3 faces)")
@@ -260,14 +279,19 @@ def main() -> None:
     ap.add_argument("--out", default="transfer")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    members = [_load(m) for m in a.members or ensemble()]
+    universal = [UniversalPerturbation.load(s).meta["recognizers"] for s in a.settings if s.endswith(".pt")]
+    if universal and (len(universal) < len(a.settings) or any(u != universal[0] for u in universal)):
+        ap.error("universal files go in a run of their own, all learnt on the same recognizers")
+    members = [_load(m) for m in (universal[0] if universal else a.members or ensemble())]
     used = [m.name for m in members]
     readers = [emocloak.load_recognizer(n) for n in held_out.held_out_readers(used)] + [_load(r) for r in a.readers]
+    options = {k: json.loads(v) for k, _, v in (c.partition("=") for c in a.cloak)}
     names, images = photos(a.split, a.photos, a.seed)
     path = RESULTS / f"{a.out}.json"
     results = json.loads(path.read_text()) if path.exists() else {"settings": {}, "rows": {}}
     results.update(split=a.split, photos=names)
     results.setdefault("members", used)
+    results.setdefault("cloak", options)
     results.setdefault("readers", [r.name for r in readers])  # as the cached settings were read (per reader: below)
     cmd = "python benchmarks/transfer.py " + " ".join(sys.argv[1:])
     if a.large:
@@ -281,7 +305,7 @@ def main() -> None:
             continue
         rows = []
         for i, im in enumerate(images):
-            rows.append(one_photo(im, setting, members, readers, not a.no_loo))
+            rows.append(one_photo(im, setting, members, readers, not (a.no_loo or universal), options))
             print(f"{setting}: photo {i + 1}/{len(images)} ({rows[-1]['seconds']:.1f} s)", flush=True)
         results["settings"][setting] = {**summarise(rows, setting), "command": cmd}
         if a.large:

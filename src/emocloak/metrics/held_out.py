@@ -25,6 +25,7 @@ RELATIVES = {
     "cnn-w24": ("cnn", "cnn-robust", "cnn-faat"),
     "photo-w24": ("photo",),
     "photo-tight": ("resnet",),  # fine-tuned from resnet's weights, though at another size, crop and in colour
+    "photo-loose": ("cnn-w24",),  # fine-tuned from cnn-w24's weights, though at another size, crop and in colour
 }
 
 
