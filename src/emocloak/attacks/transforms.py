@@ -94,17 +94,6 @@ def diff_jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     return (out / 255).clamp(0, 1)[..., :h, :w]
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """x (N, C, H, W) blurred per channel by a Gaussian of `sigma` pixels (separable, edges replicated)."""
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = (k / k.sum()).to(x.device)
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Bilinear, antialiased when shrinking (as PIL and the recognizers resize)."""
     if (h, w) == tuple(x.shape[-2:]):

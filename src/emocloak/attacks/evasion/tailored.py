@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from emocloak.attacks.base import Attack, AttackSpecError, check_number, paste, require_gradient, to_uint8
 from emocloak.attacks.budget import Budget
 from emocloak.attacks.evasion.filter_chain import crop_batch, jpeg_batch, margin
-from emocloak.attacks.transforms import ChannelDraws, gaussian_blur, resize
+from emocloak.attacks.transforms import ChannelDraws, resize
 from emocloak.faces.detect import Box, crop, iou
 from emocloak.labels import LABELS
 from emocloak.recognizers.base import Recognizer, to_tensor
@@ -123,11 +123,6 @@ class TailoredCloak(Attack):
     work_face: side in pixels of the largest member crop at the working resolution;
     quantile: steps move a pixel by its budget share g / quantile(|g|) (clipped to 1), so pixels
     the loss barely needs move little (None: sign steps, which push every pixel to its budget);
-    balance: each member's gradient is scaled to the same mean size and weighted by 1 - p(target)
-    before they are summed, so a flat (adversarially trained) member gets the same say as a steep
-    standard one, and a member already pulled over steps aside (False: one summed loss);
-    smooth: the gradient is blurred by a Gaussian of this many pixels at the face's working
-    resolution (TI-FGSM, Dong et al. 2019: shift-tolerant, lower-frequency changes; 0: off);
     progress(stage, share of the steps done): told as the cloak goes (the web page's progress bars).
     """
 
@@ -149,8 +144,6 @@ class TailoredCloak(Attack):
         jitter: tuple[float, float] = (0.06, 0.1),
         channel: ChannelDraws | None = None,
         quantile: float | None = 0.9,
-        balance: bool = False,
-        smooth: float = 0.0,
         seed: int | None = 0,
         progress: Callable[[str, float], None] | None = None,
     ) -> None:
@@ -178,8 +171,7 @@ class TailoredCloak(Attack):
         self.check_every, self.work_face, self.jitter = check_every, work_face, jitter
         self._members = tuple(members)
         self._channel = channel or ChannelDraws()
-        check_number("smooth", smooth, 0, math.inf)
-        self.quantile, self.balance, self.smooth = quantile, bool(balance), smooth
+        self.quantile = quantile
 
     def params(self) -> dict:
         return {**super().params(), "budget": self._budget.describe(), "members": [r.name for r in self._members]}
@@ -241,8 +233,6 @@ class TailoredCloak(Attack):
         steps = 0
         for steps in range(1, self.steps + 1):
             grad = self._gradient(members, x, delta, boxes, [f for f, _ in clean], goal, gen)
-            if self.smooth:
-                grad = gaussian_blur(grad, self.smooth)
             g = self.momentum * g + grad / grad.abs().mean().clamp_min(1e-12)
             delta = (delta - self.step_size * eps * self._direction(g)).clamp(-eps, eps)
             delta = (x + delta).clamp(0, 1) - x
@@ -291,22 +281,14 @@ class TailoredCloak(Attack):
         delta = delta.detach().requires_grad_(True)
         seen = [self._channel(x + delta, gen) for _ in range(self.views)]
         y = torch.full((self.views,), goal)
-        total, grad = x.new_zeros(()), torch.zeros_like(x)
+        total = x.new_zeros(())
         for m, b, f0 in zip(members, boxes, clean_feats, strict=True):
             side = m.input_size  # crops of jittered sizes meet at the model's input size, so views batch
             crops = torch.cat([resize(crop_batch(v, _jitter(b, gen, *self.jitter)), side, side) for v in seen])
             f, logits = m.features_and_logits(crops)
-            loss = F.cross_entropy(logits, y)
+            total = total + F.cross_entropy(logits, y)
             if self.feature_weight:
-                loss = loss + self.feature_weight * F.cosine_similarity(f.flatten(1), f0.flatten(1)).mean()
-            if not self.balance:
-                total = total + loss
-                continue
-            (g,) = torch.autograd.grad(loss, delta, retain_graph=True)
-            share = 1 - float(logits.detach().softmax(1)[:, goal].mean())
-            grad = grad + share * g / g.abs().mean().clamp_min(1e-12)
-        if self.balance:
-            return grad
+                total = total + self.feature_weight * F.cosine_similarity(f.flatten(1), f0.flatten(1)).mean()
         (grad,) = torch.autograd.grad(total, delta)
         return grad
 
