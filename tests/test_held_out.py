@@ -33,6 +33,8 @@ def test_held_out_readers_are_the_shipped_ones_the_cloak_did_not_use():
     assert readers and not set(readers) & set(ensemble())
     assert set(readers) | set(ensemble()) == set(available())
     assert held_out.relatives(readers, ensemble())["cnn"] == ["cnn-w24"]
+    assert {"photo-tight", "photo-loose"} <= set(readers)  # the readers kept out on purpose
+    assert held_out.relatives(readers, ensemble())["photo-loose"] == ["cnn-w24"]
 
 
 def test_an_unchanged_photo_is_reported_as_unprotected():
