@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from protect_large import detection
 
 from emocloak.data.datasets import load_manifest
 from emocloak.data.images import load_rgb
@@ -100,13 +101,9 @@ def canvases(photos: list[np.ndarray], log) -> list[dict]:
 
 
 def faithful_fer_faces(rgb: np.ndarray) -> list:
-    """fer's own way: the whole frame, nothing confirmed."""
-    old = fer_port.CASCADE_MAX_SIDE
-    fer_port.CASCADE_MAX_SIDE = 10**9
-    try:
+    """fer's own way: the whole frame, nothing confirmed (protect_large.py's baseline detection)."""
+    with detection("baseline"):
         return fer_port.fer_faces(rgb)
-    finally:
-        fer_port.CASCADE_MAX_SIDE = old
 
 
 def photo_counts(photos: list[np.ndarray], upscale: int) -> dict:

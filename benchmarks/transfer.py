@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,16 @@ RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@cache
+def universal_file(path: str) -> UniversalPerturbation:
+    """A universal .pt setting, read once however many photos and labels ask for it."""
+    return UniversalPerturbation.load(path)
+
+
 def budget(setting: str) -> Budget:
     """A preset's budget, CAP/FLOOR, or a universal file's (a flat box where it learnt none)."""
     if setting.endswith(".pt"):
-        up = UniversalPerturbation.load(setting)
+        up = universal_file(setting)
         return up.budget or replace(STRENGTHS["mid"], cap=up.eps, floor=1.0, taper=0.0)
     if setting in STRENGTHS:
         return STRENGTHS[setting]
@@ -95,7 +102,7 @@ def one_photo(image: np.ndarray, setting: str, members: list, readers: list, loo
     b = budget(setting)
     t0 = time.perf_counter()
     if setting.endswith(".pt"):
-        full = UniversalCloak(UniversalPerturbation.load(setting))(members[0], [image]).images[0]
+        full = UniversalCloak(universal_file(setting))(members[0], [image]).images[0]
     else:
         full = TailoredCloak(members=members[1:], strength=b, **options)(members[0], [image]).images[0]
     seconds = time.perf_counter() - t0
@@ -216,9 +223,9 @@ def report(results: dict) -> str:
 
 def _label(setting: str) -> str:
     """A preset's name with its budget (preset budgets change between releases; CAP/FLOOR do not)."""
-    b = budget(setting)
     if setting.endswith(".pt"):
         return Path(setting).stem
+    b = budget(setting)
     return setting if "/" in setting else f"{setting} ({b.cap * 255:g}/{b.floor:g})"
 
 
@@ -279,7 +286,7 @@ def main() -> None:
     ap.add_argument("--out", default="transfer")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    universal = [UniversalPerturbation.load(s).meta["recognizers"] for s in a.settings if s.endswith(".pt")]
+    universal = [universal_file(s).meta["recognizers"] for s in a.settings if s.endswith(".pt")]
     if universal and (len(universal) < len(a.settings) or any(u != universal[0] for u in universal)):
         ap.error("universal files go in a run of their own, all learnt on the same recognizers")
     members = [_load(m) for m in (universal[0] if universal else a.members or ensemble())]
